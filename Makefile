@@ -1,0 +1,38 @@
+# Two commands matter (README quick start): `make demo` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch/torchvision pair that installs offline on the project machines (reference/environment.md, Q1 path B).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.dfbench-installed
+
+.PHONY: install demo test lint bench demo-weights clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PINS) -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dfbench run --detector effb2 --suite video-ops --frames 8 --out runs/demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check dfbench tests benchmarks
+	$(BIN)/mypy dfbench
+
+test: lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --doctest-modules dfbench tests
+
+# Reproduces dfbench/detectors/weights/effb2_demo.pt (the recipe of `dfbench train`, on the demo train split).
+demo-weights: $(STAMP)
+	$(BIN)/dfbench train --detector effb2 --dataset demo --frames 16 --epochs 40 --save-dtype fp16 \
+		--out dfbench/detectors/weights/effb2_demo.pt
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/stages.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m dfbench` runs the CLI."""
+
+from dfbench.cli import main
+
+main()

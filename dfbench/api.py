@@ -1,0 +1,106 @@
+"""The Python API behind the CLI and notebooks.
+
+Example:
+    >>> import dfbench
+    >>> summary = dfbench.run(detector="effb2", suite="video-ops", frames=4)   # doctest: +SKIP
+    >>> summary.matrix("auc")                                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dfbench.errors import StoreError
+from dfbench.perturbations import format_level
+from dfbench.pipeline import Prepared, ProgressFn, RunConfig, execute, prepare
+from dfbench.reports import RunResults, load_run, matrix, write_outputs
+from dfbench.store import STORE_NAME, FolderLock, ScoreStore
+
+
+@dataclass
+class RunSummary:
+    """What a finished run returns: where its files are, its metrics, and how long each stage took."""
+
+    out: Path
+    run_id: str
+    results: RunResults
+    files: dict[str, Path]
+    stages: dict[str, dict[str, float]]
+    seconds: float
+    n_samples: int
+    n_resumed: int
+    notes: list[str] = field(default_factory=list)
+
+    def matrix(self, metric: str = "auc") -> pd.DataFrame:
+        """The Table-I style matrix (video level) for ``auc`` or ``acc``."""
+        return matrix([self.results], metric)
+
+
+def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = None,
+        on_prepared=None, **options) -> RunSummary:
+    """Run a detector over every cell of a suite and write the store, run.json and the CSV files.
+
+    Pass a `RunConfig`, or its fields as keyword arguments (``detector="effb2", dataset="demo"``).
+    Running the same configuration into the same folder again resumes: finished work is skipped.
+    """
+    config = config or RunConfig(**options)
+    started = time.perf_counter()
+    prep = prepare(config)
+    if on_prepared is not None:
+        on_prepared(prep)
+    out = Path(config.out)
+    lock = FolderLock(out)
+    lock.acquire()
+    try:
+        store = ScoreStore(out / STORE_NAME)
+        try:
+            _check_same_run(store, prep)
+            cells = [{"cell": c.id, "op": c.op, "level": format_level(c.level), "category": c.category,
+                      "op_version": c.operation.version} for c in prep.suite.cells]
+            store.register_run(prep.run_id, prep.provenance["config"], prep.provenance, prep.dataset.table, cells)
+            n_resumed = len({s for s, _ in store.finished(prep.run_id)})
+            (out / "run.json").write_text(json.dumps({"run_id": prep.run_id, **prep.provenance}, indent=2))
+            clock = execute(prep, store, on_progress)
+            results = load_run(store, prep.run_id)
+            files = write_outputs(results, out)
+        finally:
+            store.close()
+        seconds = time.perf_counter() - started
+        record = {"run_id": prep.run_id, **prep.provenance,
+                  "timing": {"seconds": round(seconds, 2), "stages": clock.report()}}
+        (out / "run.json").write_text(json.dumps(record, indent=2))
+        files["run"] = out / "run.json"
+        files["store"] = out / STORE_NAME
+    finally:
+        lock.release()
+    return RunSummary(out, prep.run_id, results, files, clock.report(), seconds, len(prep.dataset), n_resumed,
+                      prep.notes)
+
+
+def _check_same_run(store: ScoreStore, prep: Prepared) -> None:
+    existing = store.run_ids()
+    if not existing or prep.run_id in existing:
+        return
+    _, old = store.run_info(existing[-1])
+    before, now = old.get("identity", {}), prep.provenance["identity"]
+    changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    detail = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:3])
+    raise StoreError(f"Output folder {str(store.path.parent)!r} holds a run with other settings ({detail}); "
+                     "use a new --out to keep both.")
+
+
+def load_results(run_dir: str | Path) -> RunResults:
+    """Metrics of the run stored in `run_dir`, recomputed from its score store without a model."""
+    store = ScoreStore(Path(run_dir) / STORE_NAME, readonly=True)
+    try:
+        ids = store.run_ids()
+        if not ids:
+            raise StoreError(f"{str(run_dir)!r} holds no run.")
+        return load_run(store, ids[-1])
+    finally:
+        store.close()

@@ -1,0 +1,250 @@
+"""The `dfbench` command line. Commands build a config and call the library; no logic lives here.
+
+Imports of torch, numpy-heavy modules and the pipeline happen inside the commands, so that
+`dfbench --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from dfbench import __version__
+from dfbench.errors import DfbenchError
+
+app = typer.Typer(
+    name="dfbench", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+    help="Benchmark how robust deepfake detectors are to the processing real media goes through.\n\n"
+         "Quick start: dfbench run --detector effb2 --suite video-ops   (the offline demo set and weights)",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Test sets: build the demo set.")
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+DetectorOpt = Annotated[str, typer.Option("--detector", "-d", help="Detector key; see 'dfbench list detectors'.")]
+SuiteOpt = Annotated[str, typer.Option("--suite", "-s", help="Shipped suite name or path to a suite YAML.")]
+DatasetOpt = Annotated[str, typer.Option(
+    "--dataset", help="'demo', a folder with real/ and fake/ subfolders, or a .csv/.parquet manifest.")]
+SplitOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045 - typer needs Optional here
+    help="Split to use (default: 'test' when the dataset has splits, else all samples).")]
+FramesOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    help="Frames sampled uniformly per video (default: the suite's, 32).")]
+LimitOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    help="Use at most this many samples, balanced by label (for quick looks).")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+
+
+def cli_errors(fn):
+    """Turn a DfbenchError into one red line and exit code 1; anything else is a bug and keeps its traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DfbenchError as exc:
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"dfbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Benchmark how robust deepfake detectors are to the processing real media goes through."""
+
+
+@app.command()
+@cli_errors
+def run(
+    detector: DetectorOpt = "effb2",
+    suite: SuiteOpt = "video-ops",
+    dataset: DatasetOpt = "demo",
+    weights: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Checkpoint file, 'demo' (shipped demo weights) or 'random'. Default: 'demo' on the demo set.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; reruns resume).")] = Path(
+        "runs/latest"),
+    split: SplitOpt = None,
+    frames: FramesOpt = None,
+    device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU supports it), fp32, bf16, fp16.")
+                         ] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Faces per inference batch.")] = 32,
+    limit: LimitOpt = None,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        help="Allow checkpoints that need unpickling (can run code from the file).")] = False,
+) -> None:
+    """Score a detector on every cell of a suite and print the AUC matrix.
+
+    Example: dfbench run --detector effb2 --suite video-ops --dataset videos/ --weights effb2.pt --out runs/effb2
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from dfbench.api import run as run_api
+    from dfbench.pipeline import RunConfig
+    from dfbench.reports import rich_matrix
+
+    config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=weights, split=split, out=out,
+                       frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
+                       trust_checkpoint=trust_checkpoint)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                        console=console, transient=False)
+    task = progress.add_task("scoring", total=None)
+
+    def on_prepared(prep) -> None:
+        for note in prep.notes:
+            console.print(f"[cyan]note:[/] {note}", highlight=False)
+        console.print(f"{prep.config.detector} [{prep.adapter.weights_label}] on {prep.dataset.name}: "
+                      f"{len(prep.dataset)} samples x {len(prep.suite.cells)} cells of '{prep.suite.name}', "
+                      f"{prep.suite.frames.per_video} frames each; device {prep.adapter.device}, "
+                      f"{prep.adapter.precision}", highlight=False)
+        progress.start()
+
+    def on_progress(done: int, total: int, sample_id: str) -> None:
+        progress.update(task, completed=done, total=total)
+
+    try:
+        summary = run_api(config, on_progress=on_progress, on_prepared=on_prepared)
+    except KeyboardInterrupt:
+        progress.stop()
+        err_console.print(f"[yellow]Interrupted.[/] Finished samples are saved in {out}; run the same command "
+                          "again to resume where it stopped.")
+        raise typer.Exit(130) from None
+    finally:
+        progress.stop()
+    if summary.n_resumed:
+        console.print(f"Resumed: {summary.n_resumed} samples were already scored in {out}.")
+    console.print(rich_matrix(summary.results, "auc"))
+    console.print(rich_matrix(summary.results, "acc"))
+    for stage, info in summary.stages.items():
+        console.print(f"  {stage:<15} {info['items']:>7} items  {info['seconds']:>8.1f} s  "
+                      f"{info['per_second']:>8.1f} /s", highlight=False)
+    console.print(f"Wall time {summary.seconds:.1f} s. Wrote {', '.join(str(p) for p in summary.files.values())}",
+                  highlight=False)
+
+
+@app.command()
+@cli_errors
+def perturb(
+    suite: SuiteOpt = "video-ops",
+    dataset: DatasetOpt = "demo",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the copies: OUT/<op>-<level>/<path>.")] = Path(
+        "perturbed"),
+    split: SplitOpt = None,
+    limit: LimitOpt = None,
+) -> None:
+    """Write the full perturbed copy of a test set for every cell of a suite.
+
+    Example: dfbench perturb --suite video-ops --dataset videos/ --out perturbed/
+    """
+    from rich.progress import Progress
+
+    from dfbench.copies import write_dataset_copies
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("writing copies", total=None)
+        report = write_dataset_copies(suite, dataset, out, split=split, limit=limit,
+                                      on_progress=lambda done, total: progress.update(task, completed=done,
+                                                                                      total=total))
+    console.print(f"Wrote {report.n_files} files for {report.n_samples} samples x {report.n_cells} cells to {out} "
+                  f"(manifest: {report.manifest}).", highlight=False)
+    for (sample_id, cell), message in sorted(report.errors.items()):
+        err_console.print(f"[red]failed[/] {sample_id} {cell}: {message}", highlight=False)
+
+
+@app.command()
+@cli_errors
+def train(
+    detector: DetectorOpt = "effb2",
+    dataset: DatasetOpt = "demo",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write.")] = Path("effb2.pt"),
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (the paper: 100).")] = 100,
+    patience: Annotated[int, typer.Option(help="Early stopping patience on validation loss, in epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size (the paper: 64).")] = 64,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (the paper: 3e-4).")] = 3e-4,
+    frames: Annotated[int, typer.Option(help="Frames per training video.")] = 32,
+    val_fraction: Annotated[float, typer.Option(help="Share of training groups held out for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the init and the batch order.")] = 0,
+    device: DeviceOpt = "auto",
+    save_dtype: Annotated[str, typer.Option(help="fp32 or fp16 weights in the saved file.")] = "fp32",
+) -> None:
+    """Train a detector with the EfficientNet-B2 paper's recipe (AdamW, early stopping on validation loss).
+
+    Trains on the 'train' split; validation is a seeded share of the training groups, never the test split.
+
+    Example: dfbench train --detector effb2 --dataset demo --out effb2_demo.pt
+    """
+    from dfbench.train import TrainConfig, train_detector
+
+    config = TrainConfig(detector=detector, dataset=dataset, out=out, epochs=epochs, patience=patience,
+                         batch_size=batch_size, lr=lr, frames=frames, val_fraction=val_fraction, seed=seed,
+                         device=device, save_dtype=save_dtype)
+    result = train_detector(config, log=lambda msg: console.print(msg, highlight=False))
+    console.print(f"Best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4f}); "
+                  f"wrote {out}", highlight=False)
+
+
+@data_app.command("demo")
+@cli_errors
+def data_demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write real/, fake/ and manifest.csv into.")],
+    clips: Annotated[int, typer.Option(help="Number of clips (each gives one real and one fake video).")] = 24,
+) -> None:
+    """Build the offline demo set (cached) and copy it to a folder.
+
+    Example: dfbench data demo --out demo_videos/
+    """
+    from dfbench.data.demo import export_demo
+
+    with console.status("building the demo set (cached after the first time)"):
+        folder = export_demo(out, n_clips=clips)
+    console.print(f"Wrote {2 * clips} videos to {folder}/real and {folder}/fake; {folder}/manifest.csv keeps "
+                  "the train/test split.", highlight=False)
+
+
+@app.command("list")
+@cli_errors
+def list_things(
+    what: Annotated[str, typer.Argument(help="detectors, ops or suites")],
+) -> None:
+    """List detectors (with their cards), operations or suites.
+
+    Example: dfbench list ops
+    """
+    from dfbench.listing import render_listing
+
+    console.print(render_listing(what))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

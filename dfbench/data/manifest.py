@@ -1,0 +1,134 @@
+"""A test set is a table: ``sample_id``, ``path``, ``label`` (0 real, 1 fake), optional ``split``, ``method``,
+``group``. Everything is validated before any work starts; each problem is one line naming the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dfbench.errors import DatasetError
+
+REQUIRED = ("sample_id", "path", "label")
+OPTIONAL = ("split", "method", "group")
+LABEL_NAMES = {0: "real", 1: "fake"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated test set.
+
+    Attributes:
+        name: how the user named it (folder, manifest path, or ``demo``).
+        table: one row per sample with columns `REQUIRED` + `OPTIONAL`; ``path`` is absolute.
+        root: the folder that relative paths are taken from (written copies mirror paths below it).
+    """
+
+    name: str
+    table: pd.DataFrame
+    root: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def has_splits(self) -> bool:
+        """Whether any sample carries a split name."""
+        return bool((self.table["split"] != "").any())
+
+    def select(self, split: str | None, limit: int | None = None) -> Dataset:
+        """The samples of one split (None: every sample), at most `limit` of them, balanced by label."""
+        table = self.table
+        if split is not None:
+            known = sorted(set(table["split"]) - {""})
+            if split not in known:
+                raise DatasetError(f"Dataset {self.name!r} has no split {split!r}; its splits: "
+                                   f"{', '.join(known) or 'none'}.")
+            table = table[table["split"] == split]
+        if limit is not None:
+            # Interleave the labels so a small limit still holds both classes.
+            table = table.assign(_rank=table.groupby("label").cumcount()).sort_values(
+                ["_rank", "label"], kind="stable").head(limit).drop(columns="_rank")
+            table = table.sort_index()
+        name = self.name if split is None else f"{self.name}:{split}"
+        return Dataset(name, table.reset_index(drop=True), self.root)
+
+    def relative_path(self, sample_id: str, path: str) -> Path:
+        """Where a sample lives below the dataset root; the sample id plus suffix when it is elsewhere."""
+        if self.root is not None:
+            try:
+                return Path(path).relative_to(Path(self.root).resolve())
+            except ValueError:
+                pass
+        return Path(sample_id + Path(path).suffix)
+
+    def check_evaluable(self) -> None:
+        """Raise unless the set holds at least one real and one fake sample (AUC needs both)."""
+        if len(self.table) == 0:
+            raise DatasetError(f"Dataset {self.name!r} has no samples.")
+        counts = self.table["label"].value_counts()
+        for label in LABEL_NAMES:
+            if counts.get(label, 0) == 0:
+                other = LABEL_NAMES[1 - label]
+                raise DatasetError(f"Dataset {self.name!r} has only {other} samples ({len(self.table)}); "
+                                   f"metrics need both real and fake.")
+
+    @property
+    def hash(self) -> str:
+        """sha256 over (sample_id, label, file size) rows, first 16 hex digits: identifies the test set."""
+        digest = hashlib.sha256()
+        for sid, label, path in zip(self.table["sample_id"], self.table["label"], self.table["path"], strict=True):
+            size = Path(path).stat().st_size if Path(path).exists() else -1
+            digest.update(f"{sid}\t{label}\t{size}\n".encode())
+        return digest.hexdigest()[:16]
+
+
+def validate(table: pd.DataFrame, name: str, root: Path | None = None) -> Dataset:
+    """Check a manifest table and return a Dataset; `root` resolves relative paths.
+
+    Raises:
+        DatasetError: a required column is missing, a sample id repeats, a label is not 0/1,
+            a file is missing, or the table is empty.
+    """
+    missing_cols = [c for c in REQUIRED if c not in table.columns]
+    if missing_cols:
+        raise DatasetError(f"Manifest {name!r} lacks column {missing_cols[0]!r}; required: {', '.join(REQUIRED)}.")
+    if len(table) == 0:
+        raise DatasetError(f"Dataset {name!r} has no samples.")
+    table = table.copy()
+    for col in OPTIONAL:
+        table[col] = table[col].fillna("").astype(str) if col in table.columns else ""
+    table["sample_id"] = table["sample_id"].astype(str)
+    dupes = table["sample_id"][table["sample_id"].duplicated()]
+    if len(dupes):
+        first = dupes.iloc[0]
+        rows = [i + 2 for i in table.index[table["sample_id"] == first][:2]]
+        raise DatasetError(f"Duplicate sample_id {first!r} in {name!r} (rows {rows[0]} and {rows[1]}).")
+    table["label"] = [_parse_label(v, sid, name) for v, sid in zip(table["label"], table["sample_id"], strict=True)]
+    table["path"] = [_resolve(p, sid, name, root) for p, sid in zip(table["path"], table["sample_id"], strict=True)]
+    return Dataset(name, table[list(REQUIRED + OPTIONAL)].reset_index(drop=True), root)
+
+
+def _parse_label(value: object, sample_id: str, name: str) -> int:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        number = float("nan")
+    if number not in (0.0, 1.0):
+        raise DatasetError(f"Label {value!r} of sample {sample_id!r} in {name!r} is not 0 (real) or 1 (fake).")
+    return int(number)
+
+
+def _resolve(value: object, sample_id: str, name: str, root: Path | None) -> str:
+    text = "" if pd.isna(value) else str(value)
+    if not text:
+        raise DatasetError(f"Sample {sample_id!r} in {name!r} has an empty path.")
+    path = Path(text).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if not path.is_file():
+        raise DatasetError(f"File {str(path)!r} of sample {sample_id!r} does not exist.")
+    return str(path.resolve())

@@ -1,0 +1,63 @@
+"""Dataset loaders: a folder with ``real/`` and ``fake/``, a CSV or Parquet manifest, and the demo set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dfbench.data.manifest import Dataset, validate
+from dfbench.errors import DatasetError, MissingFileError
+from dfbench.video.probe import VIDEO_SUFFIXES
+
+MEDIA_SUFFIXES = VIDEO_SUFFIXES
+
+
+def load_dataset(spec: str) -> Dataset:
+    """Load a test set from ``demo``, a manifest file (``.csv``, ``.parquet``) or a real/fake folder."""
+    if spec == "demo":
+        from dfbench.data.demo import demo_dataset
+
+        return demo_dataset()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise MissingFileError(f"Dataset {spec!r} does not exist: give a folder with real/ and fake/, a .csv or "
+                               ".parquet manifest, or 'demo'.")
+    if path.is_dir():
+        return load_folder(path)
+    if path.suffix.lower() == ".csv":
+        return load_manifest(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return load_manifest(path)
+    raise DatasetError(f"Dataset {spec!r} is a file but not a .csv or .parquet manifest.")
+
+
+def load_manifest(path: Path) -> Dataset:
+    """Read a CSV or Parquet manifest; relative paths are taken from the manifest's folder."""
+    try:
+        table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(
+            path, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"Cannot read manifest {str(path)!r}: {exc}".splitlines()[0]) from None
+    return validate(table, str(path), root=path.parent)
+
+
+def load_folder(root: Path) -> Dataset:
+    """A folder whose ``real/`` and ``fake/`` subfolders (searched recursively) hold the media.
+
+    The sample id is the path below `root` without its suffix (``fake/clip_003``); files with other
+    suffixes and hidden files are ignored.
+    """
+    subdirs = {name: root / name for name in ("real", "fake")}
+    absent = [name for name, sub in subdirs.items() if not sub.is_dir()]
+    if absent:
+        raise DatasetError(f"Folder {str(root)!r} has no {absent[0]}/ subfolder; a dataset folder needs real/ "
+                           "and fake/ (or pass a .csv manifest).")
+    rows = []
+    for label, name in ((0, "real"), (1, "fake")):
+        for file in sorted(subdirs[name].rglob("*")):
+            rel = file.relative_to(root)
+            if file.is_file() and file.suffix.lower() in MEDIA_SUFFIXES and not any(
+                    part.startswith(".") for part in rel.parts):
+                rows.append({"sample_id": rel.with_suffix("").as_posix(), "path": str(file), "label": label})
+    return validate(pd.DataFrame(rows, columns=["sample_id", "path", "label"]), str(root), root=root)

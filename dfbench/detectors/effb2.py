@@ -1,0 +1,41 @@
+"""EfficientNet-B2 with a two-class head: Dey, Jadhav, Rana, "An Effective CNN-based Approach for Synthetic
+Face Image Detection in Pre-Social and Post-Social Media Context" (seeds/effnet-b2-trueface-social.txt).
+
+The paper trains at 224 x 224 RGB with a binary head; its code and weights are not public, so the
+normalisation (ImageNet mean/std), face crop (FF++ square 1.3x box) and fake index (softmax 1) are ours
+and are what `dfbench train --detector effb2` trains with.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard, register_detector
+from dfbench.faces.crop import CropSpec
+
+if TYPE_CHECKING:
+    import torch
+
+
+@register_detector("effb2")
+class EfficientNetB2(DetectorAdapter):
+    """timm ``efficientnet_b2`` (torchvision layout), 2 classes, P(fake) = softmax index 1."""
+
+    card = DetectorCard(
+        key="effb2",
+        title="EfficientNet-B2, binary head (timm efficientnet_b2)",
+        reference="Dey, Jadhav, Rana 2024 (TrueFace pre/post-social); 224 px input as in the paper",
+        input_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        crop=CropSpec(size=224, scale=1.3, square=True),
+        output="softmax over 2 logits, index 1 = fake",
+        formats=("state dict: plain, or under 'state_dict' / 'model', with or without 'module.' / 'net.' prefix",),
+        demo_weights="effb2_demo.pt",
+        verified="unverified: the authors released no code or weights; demo weights trained by dfbench",
+    )
+
+    def build(self) -> torch.nn.Module:
+        import timm
+
+        return timm.create_model("efficientnet_b2", pretrained=False, num_classes=2)

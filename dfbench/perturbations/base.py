@@ -1,0 +1,145 @@
+"""What an operation is: metadata that changes numbers, plus the processing steps for one level.
+
+An operation turns a level (in its physical unit: a CRF, a scale factor, a noise strength) into an
+ordered list of steps. A `FilterStep` is an ffmpeg filter applied to every decoded frame; an
+`EncodeStep` re-encodes the whole stream (compression is an operation of its own). The video engine
+(`dfbench.video.engine`) turns the steps of every cell of a suite into one ffmpeg fan-out per source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dfbench.errors import ConfigError
+from dfbench.perturbations.geometry import IDENTITY, Geometry
+from dfbench.registry import Registry
+
+Level = int | float
+
+
+@dataclass(frozen=True)
+class FilterStep:
+    """An ffmpeg filter applied to every frame.
+
+    Attributes:
+        expr: the filter string, e.g. ``"hflip"`` or ``"curves=preset=vintage"``.
+        temporal: True when frame t depends on the frames before it (the noise pattern of
+            ``noise=...:allf=t`` advances per frame), so frames must be sampled after the filter.
+    """
+
+    expr: str
+    temporal: bool = False
+
+
+@dataclass(frozen=True)
+class EncodeStep:
+    """A re-encode of the whole stream; `args` are ffmpeg output options (codec, rate control, pix_fmt)."""
+
+    args: tuple[str, ...]
+    suffix: str = ".mp4"
+
+
+Step = FilterStep | EncodeStep
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A registered operation.
+
+    Attributes:
+        name: registry key, the same string in code, YAML, CLI and CSV.
+        category: the column group in reports (compression, brightness, contrast, noise, flip, ...).
+        version: bumped whenever a change alters outputs.
+        unit: name of the physical parameter the level sets (``crf``, ``scale_factor``); empty for
+            operations with a single, fixed setting (their only level is 1).
+        levels: the default levels, in `unit`.
+        level_range: inclusive bounds a user-given level must lie in.
+        stochastic: whether the output depends on a seed.
+        geometry_of: maps a level to how the frame size and face boxes change.
+        source: where the parameters come from (paper, code, or "our choice").
+        build: maps (level, seed) to the steps.
+        summary: one line for `dfbench list ops`.
+    """
+
+    name: str
+    category: str
+    version: int
+    unit: str
+    levels: tuple[Level, ...]
+    level_range: tuple[float, float]
+    stochastic: bool
+    geometry_of: Callable[[Level], Geometry] = field(repr=False)
+    source: str
+    build: Callable[[Level, int], Sequence[Step]] = field(repr=False)
+    summary: str = ""
+    integer_levels: bool = True
+
+    def check_level(self, level: Level) -> Level:
+        """Return `level` normalised to the op's type, or raise a ConfigError naming the allowed range."""
+        lo, hi = self.level_range
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not lo <= level <= hi:
+            raise ConfigError(
+                f"Level {level!r} is out of range for operation {self.name!r}: "
+                f"allowed {self.unit or 'level'} in [{lo:g}, {hi:g}]."
+            )
+        if self.integer_levels:
+            if float(level) != int(level):
+                raise ConfigError(f"Operation {self.name!r} takes integer levels, got {level!r}.")
+            return int(level)
+        return float(level)
+
+    def geometry(self, level: Level) -> Geometry:
+        """How this op at `level` changes frame size and face boxes."""
+        return self.geometry_of(self.check_level(level))
+
+    def steps(self, level: Level, seed: int) -> tuple[Step, ...]:
+        """The processing steps for `level`; `seed` only matters when the op is stochastic."""
+        return tuple(self.build(self.check_level(level), seed))
+
+
+OPERATIONS: Registry[Operation] = Registry("operation", "dfbench list ops")
+
+
+def operation(
+    name: str,
+    *,
+    category: str,
+    version: int,
+    source: str,
+    unit: str = "",
+    levels: tuple[Level, ...] = (1,),
+    level_range: tuple[float, float] = (1, 1),
+    stochastic: bool = False,
+    geometry: Geometry | Callable[[Level], Geometry] = IDENTITY,
+    integer_levels: bool = True,
+) -> Callable[[Callable[[Level, int], Sequence[Step]]], Operation]:
+    """Decorator that registers a step-building function as an `Operation`."""
+
+    def decorate(build: Callable[[Level, int], Sequence[Step]]) -> Operation:
+        summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
+        geometry_of = geometry if callable(geometry) else (lambda _level: geometry)
+        op = Operation(name, category, version, unit, levels, level_range, stochastic, geometry_of,
+                       source, build, summary, integer_levels)
+        return OPERATIONS.add(name, op)
+
+    return decorate
+
+
+def format_level(level: Level) -> str:
+    """The canonical text of a level, as used in cell ids and CSV files (23, 0.5, 1)."""
+    if isinstance(level, float) and level.is_integer():
+        return str(int(level))
+    return f"{level:g}" if isinstance(level, float) else str(level)
+
+
+def derive_seed(suite_seed: int, sample_id: str, op: str, level: Level) -> int:
+    """A seed in [0, 2**31) that depends only on (suite seed, sample id, op, level).
+
+    Example:
+        >>> derive_seed(0, "real/clip_000", "noise_t", 20) == derive_seed(0, "real/clip_000", "noise_t", 20)
+        True
+    """
+    text = f"{suite_seed}|{sample_id}|{op}|{format_level(level)}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
