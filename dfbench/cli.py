@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from dfbench import __version__
-from dfbench.errors import DfbenchError
+from dfbench.errors import ConfigError, DfbenchError
 
 app = typer.Typer(
     name="dfbench", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
@@ -38,6 +38,11 @@ FramesOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
 LimitOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
     help="Use at most this many samples, balanced by label (for quick looks).")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+WeightsOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+    help="Checkpoint file (repeat for detectors that read several, e.g. capsule), 'demo' or 'random'. "
+         "Default on the demo set: the shipped demo weights, or random ones where none ship.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU supports it), fp32, bf16, fp16.")]
+TrustOpt = Annotated[bool, typer.Option(help="Allow checkpoints that need unpickling (can run code from the file).")]
 
 
 def cli_errors(fn):
@@ -74,24 +79,22 @@ def run(
     detector: DetectorOpt = "effb2",
     suite: SuiteOpt = "video-ops",
     dataset: DatasetOpt = "demo",
-    weights: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Checkpoint file, 'demo' (shipped demo weights) or 'random'. Default: 'demo' on the demo set.")] = None,
+    weights: WeightsOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; reruns resume).")] = Path(
         "runs/latest"),
     split: SplitOpt = None,
     frames: FramesOpt = None,
     device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU supports it), fp32, bf16, fp16.")
-                         ] = "auto",
+    precision: PrecisionOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Faces per inference batch.")] = 32,
     limit: LimitOpt = None,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        help="Allow checkpoints that need unpickling (can run code from the file).")] = False,
+    trust_checkpoint: TrustOpt = False,
 ) -> None:
     """Score a detector on every cell of a suite and print the AUC matrix.
 
     Example: dfbench run --detector effb2 --suite video-ops --dataset videos/ --weights effb2.pt --out runs/effb2
     """
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -103,9 +106,9 @@ def run(
 
     from dfbench.api import run as run_api
     from dfbench.pipeline import RunConfig
-    from dfbench.reports import rich_matrix
+    from dfbench.reports import cell_table, table_one
 
-    config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=weights, split=split, out=out,
+    config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=_weights(weights), split=split, out=out,
                        frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
                        trust_checkpoint=trust_checkpoint)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -116,8 +119,8 @@ def run(
     def on_prepared(prep) -> None:
         for note in prep.notes:
             console.print(f"[cyan]note:[/] {note}", highlight=False)
-        console.print(f"{prep.config.detector} [{prep.adapter.weights_label}] on {prep.dataset.name}: "
-                      f"{len(prep.dataset)} samples x {len(prep.suite.cells)} cells of '{prep.suite.name}', "
+        console.print(escape(f"{prep.config.detector} [{prep.adapter.weights_label}] on {prep.dataset.name}: ")
+                      + f"{len(prep.dataset)} samples x {len(prep.suite.cells)} cells of '{prep.suite.name}', "
                       f"{prep.suite.frames.per_video} frames each; device {prep.adapter.device}, "
                       f"{prep.adapter.precision}", highlight=False)
         progress.start()
@@ -136,13 +139,76 @@ def run(
         progress.stop()
     if summary.n_resumed:
         console.print(f"Resumed: {summary.n_resumed} samples were already scored in {out}.")
-    console.print(rich_matrix(summary.results, "auc"))
-    console.print(rich_matrix(summary.results, "acc"))
+    wide = [table_one([summary.results], "auc"), table_one([summary.results], "acc")]
+    if all(console.measure(t).maximum <= console.width for t in wide):
+        for table in wide:
+            console.print(table)
+    else:
+        console.print(cell_table(summary.results))
     for stage, info in summary.stages.items():
         console.print(f"  {stage:<15} {info['items']:>7} items  {info['seconds']:>8.1f} s  "
                       f"{info['per_second']:>8.1f} /s", highlight=False)
     console.print(f"Wall time {summary.seconds:.1f} s. Wrote {', '.join(str(p) for p in summary.files.values())}",
                   highlight=False)
+
+
+def _weights(values: list[str] | None) -> str | tuple[str, ...] | None:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+@app.command()
+@cli_errors
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Images or videos to score.")],
+    detector: DetectorOpt = "effb2",
+    weights: WeightsOpt = None,
+    faces: Annotated[str, typer.Option(help="'find' faces, or 'none': each input is already a face crop.")] = "find",
+    output_format: Annotated[str, typer.Option("--format", help="table or csv.")] = "table",
+    frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 32,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    trust_checkpoint: TrustOpt = False,
+) -> None:
+    """Print P(fake) for each image or video (a video: the card's aggregation over its frames).
+
+    Example: dfbench predict --detector meso4 --weights Meso4_DF.h5 --faces none faces/*.jpg
+    """
+    import csv
+
+    from rich.table import Table
+
+    from dfbench.detectors import get_detector
+    from dfbench.predict import predict_paths
+
+    if output_format not in ("table", "csv"):
+        raise ConfigError(f"--format must be 'table' or 'csv', got {output_format!r}.")
+    adapter = get_detector(detector)
+    chosen = _weights(weights)
+    if chosen is None:
+        chosen = "demo" if adapter.card.demo_weights else "random"
+        err_console.print(f"[cyan]note:[/] no --weights: using {detector}'s "
+                          f"{'shipped demo' if chosen == 'demo' else 'random (meaningless)'} weights.")
+    adapter.load(chosen, device, precision, trust_checkpoint)
+    for note in adapter.notes:
+        err_console.print(f"[cyan]note:[/] {note}", highlight=False)
+    results = predict_paths(adapter, paths, faces=faces, frames=frames)
+    columns = ("path", "kind", "p_fake", "status", "frames", "faces")
+    rows = [(r.path, r.kind, "" if r.score is None else f"{r.score:.6f}", r.status, str(r.n_frames),
+             str(r.n_faces)) for r in results]
+    if output_format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return
+    table = Table(title=f"P(fake) by {detector} [{adapter.weights_label}]".replace("[", "\\["))
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("p_fake", "frames", "faces") else "left",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 @app.command()
@@ -189,6 +255,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the split, the init and the batch order.")] = 0,
     device: DeviceOpt = "auto",
     save_dtype: Annotated[str, typer.Option(help="fp32 or fp16 weights in the saved file.")] = "fp32",
+    augment: Annotated[bool, typer.Option(help="Random flip and 80-100 % sub-crop of training crops.")] = True,
 ) -> None:
     """Train a detector with the EfficientNet-B2 paper's recipe (AdamW, early stopping on validation loss).
 
@@ -200,7 +267,7 @@ def train(
 
     config = TrainConfig(detector=detector, dataset=dataset, out=out, epochs=epochs, patience=patience,
                          batch_size=batch_size, lr=lr, frames=frames, val_fraction=val_fraction, seed=seed,
-                         device=device, save_dtype=save_dtype)
+                         device=device, save_dtype=save_dtype, augment=augment)
     result = train_detector(config, log=lambda msg: console.print(msg, highlight=False))
     console.print(f"Best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4f}); "
                   f"wrote {out}", highlight=False)

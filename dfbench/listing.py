@@ -9,7 +9,7 @@ from dfbench.errors import ConfigError
 KINDS = ("detectors", "ops", "suites")
 
 
-def render_listing(what: str) -> Table:
+def render_listing(what: str):
     """A rich table for ``detectors``, ``ops`` or ``suites``."""
     kind = {"detector": "detectors", "op": "ops", "operations": "ops", "suite": "suites"}.get(what, what)
     if kind == "detectors":
@@ -21,23 +21,32 @@ def render_listing(what: str) -> Table:
     raise ConfigError(f"Cannot list {what!r}; choose one of: {', '.join(KINDS)}.")
 
 
-def _detectors() -> Table:
+def _detectors():
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.text import Text
+
     from dfbench.detectors import DETECTORS
 
-    table = Table(title="Detectors", show_lines=True)
-    for col in ("key", "title", "input", "normalisation", "crop", "output", "checkpoint formats", "reference"):
-        table.add_column(col, overflow="fold")
+    blocks: list = [Text("Detectors (--detector KEY; also timm:<name> for any timm model)", style="bold")]
     for key in DETECTORS.names():
         card = DETECTORS.get(key).card
         crop = card.crop
-        crop_text = (f"{'square' if crop.square else 'box'} x{crop.scale:g}, {crop.faces} face(s), "
-                     f"{crop.interpolation}")
-        norm = f"mean {card.mean}\nstd {card.std}"
-        demo = f"\ndemo weights: {card.demo_weights}" if card.demo_weights else ""
-        table.add_row(key, card.title, f"{card.input_size} px", norm, crop_text,
-                      f"{card.output}; video: {card.aggregation}", "\n".join(card.formats) + demo,
-                      f"{card.reference}\n{card.verified}")
-    return table
+        crop_text = ("whole image" if crop.whole_frame else
+                     f"{'square' if crop.square else 'box'} x{crop.scale:g} of the face box, "
+                     f"{'largest face' if crop.faces == 'largest' else 'all faces'}")
+        lines = [
+            f"[bold cyan]{key}[/]  {escape(card.title)}",
+            f"  input {card.input_size} px, {crop_text}, {crop.interpolation} resize; "
+            f"mean {card.mean} std {card.std}",
+            f"  output: {escape(card.output)}; video: {card.aggregation}",
+            *[f"  reads: {escape(fmt)}" for fmt in card.formats],
+            *([f"  demo weights: {card.demo_weights}"] if card.demo_weights else []),
+            f"  reference: {escape(card.reference)}",
+            f"  checked: {escape(card.verified)}",
+        ]
+        blocks.append(Text.from_markup("\n".join(lines)))
+    return Group(*blocks)
 
 
 def _ops() -> Table:

@@ -55,7 +55,7 @@ class RunConfig:
     detector: str
     suite: str = "video-ops"
     dataset: str = DEMO
-    weights: str | None = None
+    weights: str | tuple[str, ...] | None = None
     split: str | None = None
     out: Path = Path("runs/latest")
     frames: int | None = None
@@ -74,12 +74,12 @@ class RunConfig:
         if self.limit is not None and self.limit < 2:
             raise ConfigError(f"--limit must be at least 2 (one real, one fake), got {self.limit}.")
 
-    def resolved_weights(self) -> str:
-        """The weights to load, with the demo default applied."""
+    def resolved_weights(self, has_demo_weights: bool) -> str | tuple[str, ...]:
+        """The weights to load: the demo set defaults to the demo weights, or random ones where none ship."""
         if self.weights is not None:
             return self.weights
         if self.dataset == DEMO:
-            return "demo"
+            return "demo" if has_demo_weights else "random"
         raise ConfigError(f"--weights is required for dataset {self.dataset!r}: the shipped demo weights were "
                           "trained on the synthetic demo set only. Pass --weights FILE (or --weights demo to "
                           "use them anyway).")
@@ -131,15 +131,17 @@ def prepare(config: RunConfig) -> Prepared:
                      "samples); pass --split to choose another.")
     dataset = dataset.select(split, config.limit)
     dataset.check_evaluable()
-    weights = config.resolved_weights()
-    if config.weights is None:
+    adapter = get_detector(config.detector)
+    weights = config.resolved_weights(bool(adapter.card.demo_weights))
+    if config.weights is None and weights == "demo":
         notes.append(f"Using the shipped demo weights of {config.detector!r} (trained on the demo set's train "
                      "split); pass --weights FILE for your own.")
-    adapter = get_detector(config.detector)
     adapter.load(weights, config.device, config.precision, config.trust_checkpoint)
-    if weights == "random":
-        notes.append(f"{config.detector!r} runs with random weights: scores are meaningless, for smoke tests only.")
-    finder = make_finder(config.finder)
+    notes.extend(adapter.notes)
+    if weights in ("random", ("random",)):
+        notes.append(f"{config.detector!r} runs with random weights (it ships no demo weights): its scores are "
+                     "meaningless, for checking the pipeline only. Pass --weights FILE.")
+    finder = make_finder("none" if adapter.card.crop.whole_frame else config.finder)
     identity = {
         "detector": config.detector, "weights": adapter.weights_label, "weights_sha256": adapter.weights_sha256,
         "dataset": dataset.name, "dataset_hash": dataset.hash, "suite": suite.name, "suite_hash": suite.hash,

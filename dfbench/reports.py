@@ -97,36 +97,72 @@ def write_outputs(run: RunResults, out: Path) -> dict[str, Path]:
     return paths
 
 
-def cell_label(op: str, level: str) -> str:
-    """Short column label: the op, with its level when the op has a parameter."""
-    if op == "none":
-        return CLEAN
-    return op if level in ("1",) else f"{op} {level}"
+def _video(run: RunResults, metric: str) -> pd.DataFrame:
+    res = run.results
+    return res[(res["metric"] == metric) & (res["aggregation"] == run.aggregation)].set_index("cell")
 
 
-def rich_matrix(run: RunResults, metric: str = "auc"):
-    """A rich Table shaped like Table I: columns grouped by category, in percent, with no-face counts."""
+def _labels(run: RunResults) -> dict[str, str]:
+    from dfbench.perturbations import OPERATIONS
+
+    return {c: OPERATIONS.get(op).label(level) if op in OPERATIONS else c
+            for c, op, level in zip(run.cells["cell"], run.cells["op"], run.cells["level"], strict=True)}
+
+
+def table_one(runs: list[RunResults], metric: str = "auc"):
+    """A rich Table shaped like Lu & Ebrahimi's Table I: one row per run, cells grouped by category, in %."""
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
-    table = run.results[(run.results["metric"] == metric) & (run.results["aggregation"] == run.aggregation)]
-    frame_level = run.results[(run.results["metric"] == metric) & (run.results["aggregation"] == "frame")]
-    title = f"{metric.upper()} (%) per operation: {run.provenance['detector']} [{run.provenance['weights']}] " \
-            f"on {run.provenance['identity']['dataset']}"
-    rich = Table(title=title, show_lines=False, header_style="bold")
-    rich.add_column("", style="bold", no_wrap=True)
-    for _, cell in run.cells.iterrows():
-        rich.add_column(f"{cell['category']}\n{cell_label(cell['op'], cell['level'])}", justify="right")
-    rich.add_column("average\nperturbed", justify="right", style="bold")
-    perturbed = table[table["category"] != CLEAN]["value"]
-    rich.add_row(f"video ({run.aggregation})", *[_pct(v) for v in table["value"]], _pct(_mean(perturbed)))
-    fl_perturbed = frame_level[frame_level["category"] != CLEAN]["value"]
-    rich.add_row("frame", *[_pct(v) for v in frame_level["value"]], _pct(_mean(fl_perturbed)))
-    rich.add_row("no-face frames", *[str(n) for n in table["n_no_face"]], str(int(table["n_no_face"].sum())),
-                 style="dim")
-    if table["n_errors"].sum():
-        rich.add_row("errors", *[str(n) for n in table["n_errors"]], str(int(table["n_errors"].sum())), style="red")
-    return rich
+    first = runs[0]
+    labels = _labels(first)
+    table = Table(title=f"{metric.upper()} (%), video level", header_style="bold", box=box.SIMPLE_HEAD)
+    table.add_column(escape("detector [weights]"), no_wrap=True)
+    previous = None
+    for cell, category in zip(first.cells["cell"], first.cells["category"], strict=True):
+        header = f"{category if category not in (previous, CLEAN) else ''}\n{labels[cell]}"
+        table.add_column(header, justify="right", no_wrap=True)
+        previous = category
+    table.add_column("\navg", justify="right", style="bold")
+    for run in runs:
+        values = _video(run, metric)
+        perturbed = values[values["category"] != CLEAN]["value"]
+        name = escape(f"{run.provenance['detector']} [{run.provenance['weights']}]")
+        table.add_row(name, *[_pct(values["value"].get(c)) for c in first.cells["cell"]], _pct(_mean(perturbed)))
+        table.add_row("  no-face frames", *[str(int(values["n_no_face"].get(c, 0))) for c in first.cells["cell"]],
+                      str(int(values["n_no_face"].sum())), style="dim")
+    return table
 
 
-def _pct(value: float) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
+def cell_table(run: RunResults):
+    """A rich Table with one row per cell: video and frame AUC, video accuracy, counts; narrow terminals."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    auc_v, acc_v = _video(run, "auc"), _video(run, "acc")
+    res = run.results
+    auc_f = res[(res["metric"] == "auc") & (res["aggregation"] == "frame")].set_index("cell")
+    labels = _labels(run)
+    title = escape(f"{run.provenance['detector']} [{run.provenance['weights']}] on "
+                   f"{run.provenance['identity']['dataset']} (%)")
+    table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD)
+    for col in ("category", "cell", "AUC(v)", "AUC(f)", "ACC(v)", "videos", "no face", "errors"):
+        table.add_column(col, justify="left" if col in ("category", "cell") else "right", no_wrap=True)
+    previous = None
+    for cell, category in zip(run.cells["cell"], run.cells["category"], strict=True):
+        table.add_row(category if category != previous else "", labels[cell], _pct(auc_v["value"][cell]),
+                      _pct(auc_f["value"][cell]), _pct(acc_v["value"][cell]), str(int(auc_v["n_videos"][cell])),
+                      str(int(auc_v["n_no_face"][cell])), str(int(auc_v["n_errors"][cell])),
+                      end_section=category == CLEAN)
+        previous = category
+    perturbed = auc_v["category"] != CLEAN
+    table.add_row("average", "perturbed", _pct(_mean(auc_v["value"][perturbed])),
+                  _pct(_mean(auc_f["value"][perturbed])), _pct(_mean(acc_v["value"][perturbed])), "", "", "",
+                  style="bold")
+    return table
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"

@@ -11,7 +11,7 @@ import torch
 from dfbench.detectors import DETECTORS, get_detector
 from dfbench.errors import CheckpointError
 
-KEYS = DETECTORS.names()
+KEYS = [*DETECTORS.names(), "timm:resnet18"]
 
 
 def _faces(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -23,23 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfbench.cache import cache_root
 from dfbench.data.manifest import Dataset, validate
 from dfbench.errors import MediaError
 from dfbench.video.ffmpeg import base_command, input_url, last_error_line
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 WIDTH, HEIGHT, FPS, N_FRAMES = 854, 480, 20, 40
 DEFAULT_CLIPS, TRAIN_FRACTION = 30, 2 / 3
-
-
-def cache_root() -> Path:
-    """``$DFBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/dfbench``, else ``~/.cache/dfbench``."""
-    if os.environ.get("DFBENCH_CACHE_DIR"):
-        return Path(os.environ["DFBENCH_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dfbench"
 
 
 def demo_dataset(n_clips: int = DEFAULT_CLIPS, seed: int = 0) -> Dataset:
@@ -203,8 +196,8 @@ def _self_blend(world: np.ndarray, face: tuple[float, ...], rng: np.random.Gener
         return value if rng.random() < 0.5 else 1 / value
 
     source = world.astype(np.float32)
-    cast = rng.uniform(6, 16, size=3) * rng.choice([-1, 1], size=3)
-    source = source * away_from_one(1.05, 1.12) + cast                            # brightness, colour cast
+    cast = rng.uniform(8, 18, size=3) * rng.choice([-1, 1], size=3)
+    source = source * away_from_one(1.06, 1.14) + cast                            # brightness, colour cast
     gray = source.mean(axis=2, keepdims=True)
     source = gray + (source - gray) * away_from_one(1.1, 1.25)                    # saturation
     if rng.random() < 0.5:
@@ -221,7 +214,7 @@ def _self_blend(world: np.ndarray, face: tuple[float, ...], rng: np.random.Gener
     mask = np.zeros(world.shape[:2], np.float32)
     axes = (int(w * rng.uniform(0.42, 0.52)), int(h * rng.uniform(0.5, 0.62)))
     cv2.ellipse(mask, (int(cx), int(cy + 0.05 * h)), axes, rng.uniform(-8, 8), 0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.06 * w))[..., None] * rng.uniform(0.85, 1.0)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.06 * w))[..., None] * rng.uniform(0.9, 1.0)
     return np.clip(world * (1 - mask) + moved * mask, 0, 255).astype(np.uint8)
 
 

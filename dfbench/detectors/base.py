@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from dfbench.errors import CheckpointError, ConfigError, DetectorOutputError
+from dfbench.errors import CheckpointError, ConfigError, DetectorOutputError, MissingFileError
 from dfbench.faces.crop import CropSpec
 from dfbench.registry import Registry
 
@@ -25,7 +26,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ENTRY_POINT_GROUP = "dfbench.detectors"
-_NOT_ADAPTERS = {"base", "checkpoints"}
+_NOT_ADAPTERS = {"base", "checkpoints", "timm_models"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class DetectorCard:
         formats: checkpoint formats `load` reads.
         demo_weights: file name of weights shipped in ``dfbench/detectors/weights`` (None if none).
         verified: what the port was checked against, or why it is unverified.
+        classes: names of the network's classes when it has more than real/fake (kept for 3-class metrics).
     """
 
     key: str
@@ -58,6 +60,7 @@ class DetectorCard:
     aggregation: str = "mean"
     demo_weights: str | None = None
     verified: str = "unverified"
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.crop.size != self.input_size:
@@ -98,8 +101,26 @@ def resolve_precision(precision: str, device: str) -> str:
     return "fp32"
 
 
+WeightsArg = str | Path | Sequence[str | Path] | None
+
+
+def weight_files(weights: WeightsArg) -> tuple[str, ...]:
+    """The weights argument as a tuple of strings (``()`` for random initialisation)."""
+    if weights is None:
+        return ()
+    if isinstance(weights, (str, Path)):
+        return () if str(weights) == "random" else (str(weights),)
+    files = tuple(str(w) for w in weights)
+    return () if files in ((), ("random",)) else files
+
+
 class DetectorAdapter:
-    """Base class of every adapter. Construction is cheap; `load` builds the network and reads weights."""
+    """Base class of every adapter. Construction is cheap; `load` builds the network and reads weights.
+
+    Subclasses give a `card` and `build()`; they override `convert_state_dict` for foreign key layouts,
+    `load_weights` when the network depends on the files (several files, variants), and `scores` when
+    P(fake) is not softmax index 1.
+    """
 
     card: ClassVar[DetectorCard]
 
@@ -109,6 +130,7 @@ class DetectorAdapter:
         self.precision = "fp32"
         self.weights_label = "none"
         self.weights_sha256 = ""
+        self.notes: list[str] = []
 
     # -- what subclasses provide -------------------------------------------------------------------
     def build(self) -> torch.nn.Module:
@@ -121,31 +143,66 @@ class DetectorAdapter:
 
         return strip_prefixes(extract_state_dict(checkpoint))
 
+    def load_weights(self, paths: list[Path], trust: bool) -> torch.nn.Module:
+        """Build the network and fill it from `paths`; by default exactly one torch checkpoint."""
+        from dfbench.detectors.checkpoints import fit_state_dict
+
+        if len(paths) != 1:
+            raise CheckpointError(f"{self.card.key!r} reads one weights file, got {len(paths)}: "
+                                  f"{', '.join(p.name for p in paths)}.")
+        state = self.convert_state_dict(self.read_checkpoint(paths[0], trust))
+        model = self.build()
+        fit_state_dict(model, state, f"{self.card.key} ({self.card.title})")
+        return model
+
+    def pickle_aliases(self) -> dict[str, type]:
+        """``"module.Class"`` names of the authors' code in pickled checkpoints, mapped to stand-in classes."""
+        return {}
+
     def scores(self, output: torch.Tensor) -> torch.Tensor:
         """P(fake) from the network output; default: softmax over two logits, index 1 = fake."""
         import torch
 
         return torch.softmax(output.float(), dim=1)[:, 1]
 
-    # -- shared machinery --------------------------------------------------------------------------
-    def load(self, weights: str | Path | None, device: str = "cpu", precision: str = "fp32",
-             trust_checkpoint: bool = False, seed: int = 0) -> None:
-        """Build the network and load `weights`: a file path, ``"demo"`` or ``"random"`` (seeded init)."""
+    def class_probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        """Per-class probabilities (N x len(card.classes)) for adapters with more than two classes."""
         import torch
 
-        from dfbench.detectors.checkpoints import file_sha256, fit_state_dict, load_checkpoint
+        return torch.softmax(output.float(), dim=1)
 
+    # -- shared machinery --------------------------------------------------------------------------
+    def read_checkpoint(self, path: Path, trust: bool) -> Any:
+        """Read one torch file safely (see `checkpoints.load_checkpoint`), noting any conversion."""
+        from dfbench.detectors.checkpoints import load_checkpoint
+
+        loaded = load_checkpoint(path, trust=trust, aliases=self.pickle_aliases())
+        if loaded.converted:
+            self.notes.append(f"{path.name} was read as the plain state dict {loaded.converted}; pass that file "
+                              "as --weights to skip unpickling entirely.")
+        return loaded.obj
+
+    def load(self, weights: WeightsArg, device: str = "cpu", precision: str = "fp32",
+             trust_checkpoint: bool = False, seed: int = 0) -> None:
+        """Build the network and load `weights`: file path(s), ``"demo"`` or ``"random"`` (seeded init)."""
+        import torch
+
+        from dfbench.detectors.checkpoints import file_sha256
+
+        files = weight_files(weights)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = self.build()
-        if weights in (None, "random"):
-            self.weights_label, self.weights_sha256 = f"random(seed={seed})", ""
-        else:
-            path = self.demo_weights_path() if weights == "demo" else Path(weights)
-            state = self.convert_state_dict(load_checkpoint(path, trust=trust_checkpoint))
-            fit_state_dict(model, state, f"{self.card.key} ({self.card.title})")
-            self.weights_label = "demo" if weights == "demo" else path.name
-            self.weights_sha256 = file_sha256(path)
+            if not files:
+                model = self.build()
+                self.weights_label, self.weights_sha256 = f"random(seed={seed})", ""
+            else:
+                paths = [self.demo_weights_path() if f == "demo" else Path(f) for f in files]
+                for path in paths:
+                    if not path.exists():
+                        raise MissingFileError(f"Weights file {str(path)!r} does not exist.")
+                model = self.load_weights(paths, trust_checkpoint)
+                self.weights_label = "demo" if files == ("demo",) else "+".join(p.name for p in paths)
+                self.weights_sha256 = "+".join(file_sha256(p) for p in paths)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
@@ -163,8 +220,8 @@ class DetectorAdapter:
         std = faces.new_tensor(self.card.std).view(1, 3, 1, 1)
         return (faces - mean) / std
 
-    def predict(self, faces: torch.Tensor) -> torch.Tensor:
-        """P(fake) for each face of a float batch N x 3 x H x W in [0, 1]; returns (N,) float32 on the CPU."""
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        """The raw network output for a float batch N x 3 x H x W in [0, 1], under the chosen precision."""
         import torch
 
         if self.model is None:
@@ -176,11 +233,33 @@ class DetectorAdapter:
         with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.float32,
                                                     enabled=dtype is not None):
             x = self.normalize(faces.to(self.device, non_blocking=True).float())
-            out = self.scores(self.model(x.contiguous(memory_format=torch.channels_last)))
-        return out.float().cpu().reshape(-1)
+            return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def predict(self, faces: torch.Tensor) -> torch.Tensor:
+        """P(fake) for each face of a float batch N x 3 x H x W in [0, 1]; returns (N,) float32 on the CPU."""
+        import torch
+
+        output = self.forward(faces)
+        with torch.inference_mode():
+            return self.scores(output).float().cpu().reshape(-1)
+
+    def predict_classes(self, faces: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (N x len(card.classes)) on the CPU, for adapters that declare classes."""
+        import torch
+
+        if not self.card.classes:
+            raise DetectorOutputError(f"[{self.card.key}] has no class outputs beyond P(fake).")
+        output = self.forward(faces)
+        with torch.inference_mode():
+            return self.class_probabilities(output).float().cpu()
 
 
 def _import_adapter(key: str) -> None:
+    if key.startswith("timm:"):
+        from dfbench.detectors.timm_models import register_timm
+
+        register_timm(key)
+        return
     name = key.split(":", 1)[0]
     if name not in _NOT_ADAPTERS and importlib.util.find_spec(f"dfbench.detectors.{name}") is not None:
         importlib.import_module(f"dfbench.detectors.{name}")

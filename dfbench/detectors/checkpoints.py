@@ -7,22 +7,32 @@ unpickling (a whole pickled model) is refused unless the user passes ``--trust-c
 from __future__ import annotations
 
 import hashlib
+import logging
 import pickle
+import types
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dfbench.cache import cache_root
 from dfbench.errors import CheckpointError, MissingFileError
 
 if TYPE_CHECKING:
     import torch
 
+log = logging.getLogger(__name__)
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 STRIP_PREFIXES = ("module.", "net.", "model.")
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (recorded with every result)."""
+    """Hex sha256 of a file's bytes (recorded with every result); for a folder, of its files' names and hashes."""
+    path = Path(path)
+    if path.is_dir():
+        listing = "".join(f"{p.relative_to(path).as_posix()}\t{file_sha256(p)}\n"
+                          for p in sorted(path.rglob("*")) if p.is_file())
+        return hashlib.sha256(listing.encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -30,12 +40,33 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(path: Path, trust: bool = False) -> Any:
-    """Read a torch checkpoint on the CPU.
+@dataclass(frozen=True)
+class Loaded:
+    """A checkpoint read from disk.
+
+    Attributes:
+        obj: what the file holds (a state dict, a dict around one, or for trusted pickles the
+            state dict extracted from the unpickled object).
+        converted: the plain state-dict file written for a trusted pickle ('' otherwise); later
+            runs read that file instead of unpickling again.
+    """
+
+    obj: Any
+    converted: str = ""
+
+
+def load_checkpoint(path: Path, trust: bool = False, aliases: Mapping[str, type] | None = None) -> Loaded:
+    """Read a torch checkpoint on the CPU, safely by default.
+
+    A file that `torch.load(weights_only=True)` refuses holds pickled Python objects (a whole model).
+    It is read only with `trust`; its state dict is then saved once as a plain file in the cache,
+    keyed by the file's sha256, and every later load of the same file reads that instead.
 
     Args:
         path: the file.
         trust: allow full unpickling, which can run arbitrary code from the file.
+        aliases: ``"module.Class"`` -> class, for pickles that name modules of the authors' code
+            (FaceForensics++ pickles name ``network.models.TransferModel``).
 
     Raises:
         CheckpointError: the file needs unpickling and `trust` is False, or it is not a torch file.
@@ -46,20 +77,46 @@ def load_checkpoint(path: Path, trust: bool = False) -> Any:
     if not path.is_file():
         raise MissingFileError(f"Weights file {str(path)!r} does not exist.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return Loaded(torch.load(path, map_location="cpu", weights_only=True))
     except pickle.UnpicklingError as exc:
-        if not trust:
-            first = str(exc).strip().splitlines()[-1][:160]
-            raise CheckpointError(
-                f"{path.name} is not a plain weights file: loading it would unpickle Python objects, which "
-                f"can run code ({first}). If you trust where it came from, pass --trust-checkpoint."
-            ) from None
+        reason = str(exc).strip().splitlines()[-1][:160]
     except (RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{path.name} is not a readable torch checkpoint: {exc}".splitlines()[0]) from None
+    converted = cache_root() / "converted" / f"{file_sha256(path)}.pt"
+    if converted.is_file():
+        return Loaded(torch.load(converted, map_location="cpu", weights_only=True), str(converted))
+    if not trust:
+        raise CheckpointError(
+            f"{path.name} is not a plain weights file: loading it would unpickle Python objects, which can run "
+            f"code ({reason}). If you trust where it came from, pass --trust-checkpoint: it is converted once "
+            "to a plain state dict and later runs load that."
+        )
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_aliasing_pickle(aliases or {}))
     except Exception as exc:  # noqa: BLE001 - any failure of a trusted unpickle is reported as one line
         raise CheckpointError(f"{path.name} could not be unpickled: {exc.__class__.__name__}: {exc}") from None
+    state = extract_state_dict(obj)
+    converted.parent.mkdir(parents=True, exist_ok=True)
+    tmp = converted.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(converted)
+    log.info("converted %s to the plain state dict %s", path, converted)
+    return Loaded(state, str(converted))
+
+
+def _aliasing_pickle(aliases: Mapping[str, type]) -> types.ModuleType:
+    """A pickle module whose unpickler resolves the given ``module.Class`` names to stand-in classes."""
+
+    class AliasingUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            target = aliases.get(f"{module}.{name}")
+            return target if target is not None else super().find_class(module, name)
+
+    module = types.ModuleType("dfbench_aliasing_pickle")
+    module.Unpickler = AliasingUnpickler  # type: ignore[attr-defined]
+    module.load = lambda fh, **kw: AliasingUnpickler(fh, **kw).load()  # type: ignore[attr-defined]
+    module.__dict__.update({k: getattr(pickle, k) for k in ("UnpicklingError", "HIGHEST_PROTOCOL")})
+    return module
 
 
 def extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dfbench.detectors._efficientnet import is_lukemelas, is_torchvision, lukemelas_to_timm, torchvision_to_timm
 from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard, register_detector
 from dfbench.faces.crop import CropSpec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
 
@@ -30,12 +33,35 @@ class EfficientNetB2(DetectorAdapter):
         std=IMAGENET_STD,
         crop=CropSpec(size=224, scale=1.3, square=True),
         output="softmax over 2 logits, index 1 = fake",
-        formats=("state dict: plain, or under 'state_dict' / 'model', with or without 'module.' / 'net.' prefix",),
+        formats=("state dict: plain, or under 'state_dict' / 'model', with or without 'module.' / 'net.' prefix",
+                 "timm efficientnet_b2 keys; torchvision efficientnet_b2 keys (features.*, mapped by order)",
+                 "efficientnet_pytorch efficientnet-b2 keys (_blocks.*; runs as timm tf_efficientnet_b2)"),
         demo_weights="effb2_demo.pt",
         verified="unverified: the authors released no code or weights; demo weights trained by dfbench",
     )
 
+    #: timm architecture: ``efficientnet_b2`` (timm/torchvision layout) or, for efficientnet_pytorch
+    #: checkpoints, ``tf_efficientnet_b2`` (TF "same" padding and BatchNorm eps 1e-3, as that code has).
+    architecture = "efficientnet_b2"
+
     def build(self) -> torch.nn.Module:
         import timm
 
-        return timm.create_model("efficientnet_b2", pretrained=False, num_classes=2)
+        return timm.create_model(self.architecture, pretrained=False, num_classes=2)
+
+    def load_weights(self, paths: list[Path], trust: bool) -> torch.nn.Module:
+        from dfbench.detectors.checkpoints import fit_state_dict
+
+        if len(paths) != 1:
+            return super().load_weights(paths, trust)
+        state = self.convert_state_dict(self.read_checkpoint(paths[0], trust))
+        self.architecture = "tf_efficientnet_b2" if is_lukemelas(state) else "efficientnet_b2"
+        model = self.build()
+        if is_lukemelas(state):
+            state = lukemelas_to_timm(state, model)
+            self.notes.append(f"{paths[0].name} has efficientnet_pytorch keys: effb2 runs it as timm "
+                              "tf_efficientnet_b2, the architecture those keys belong to.")
+        elif is_torchvision(state):
+            state = torchvision_to_timm(state, model)
+        fit_state_dict(model, state, f"effb2 (timm {self.architecture})")
+        return model

@@ -10,7 +10,9 @@ import numpy as np
 from dfbench.errors import ConfigError
 from dfbench.faces.finder import Face
 
-_INTERPOLATIONS = ("linear", "area", "cubic", "nearest")
+# cv2 resamplers, plus Pillow's (the authors of FF++ Xception, Capsule-Forensics and DeepFeatureX resized
+# with torchvision's PIL-based Resize, which antialiases when shrinking; cv2's linear does not).
+_INTERPOLATIONS = ("linear", "area", "cubic", "nearest", "pil_bilinear", "pil_nearest")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class CropSpec:
         faces: score the largest face of a frame, or all faces (frame score = max over them).
         min_relative_area: with ``faces="all"``, faces smaller than this fraction of the largest are skipped.
         interpolation: resampling used to resize the crop to `size`.
+        whole_frame: the detector scores whole frames or images (no face finding); the frame is resized
+            to `size` x `size` without keeping its aspect ratio.
     """
 
     size: int
@@ -35,6 +39,7 @@ class CropSpec:
     faces: Literal["largest", "all"] = "largest"
     min_relative_area: float = 0.0
     interpolation: str = "linear"
+    whole_frame: bool = False
 
     def __post_init__(self) -> None:
         if self.size < 8 or self.scale <= 0:
@@ -80,11 +85,22 @@ def crop_box(face: Face, width: int, height: int, spec: CropSpec) -> tuple[int, 
 
 def crop_face(frame: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
     """Cut `face` out of `frame` (uint8 RGB) and resize it to ``spec.size``; returns uint8 RGB, size x size x 3."""
+    height, width = frame.shape[:2]
+    x1, y1, x2, y2 = (0, 0, width, height) if spec.whole_frame else crop_box(face, width, height, spec)
+    return resize_square(frame[y1:y2, x1:x2], spec.size, spec.interpolation)
+
+
+def resize_square(image: np.ndarray, size: int, interpolation: str) -> np.ndarray:
+    """Resize uint8 RGB `image` to `size` x `size` with the named resampler."""
     import cv2
 
-    height, width = frame.shape[:2]
-    x1, y1, x2, y2 = crop_box(face, width, height, spec)
-    patch = frame[y1:y2, x1:x2]
+    if interpolation.startswith("pil_"):
+        from PIL import Image
+
+        resample = Image.Resampling.BILINEAR if interpolation == "pil_bilinear" else Image.Resampling.NEAREST
+        if image.shape[0] == size and image.shape[1] == size:
+            return np.ascontiguousarray(image)
+        return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((size, size), resample))
     flag = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC,
-            "nearest": cv2.INTER_NEAREST}[spec.interpolation]
-    return cv2.resize(np.ascontiguousarray(patch), (spec.size, spec.size), interpolation=flag)
+            "nearest": cv2.INTER_NEAREST}[interpolation]
+    return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=flag)

@@ -75,6 +75,11 @@ class Operation:
     build: Callable[[Level, int], Sequence[Step]] = field(repr=False)
     summary: str = ""
     integer_levels: bool = True
+    short: str = ""
+
+    def label(self, level: Level) -> str:
+        """A compact column label, e.g. ``crf23`` or ``1/4``."""
+        return (self.short or self.name).format(level=format_level(level))
 
     def check_level(self, level: Level) -> Level:
         """Return `level` normalised to the op's type, or raise a ConfigError naming the allowed range."""
@@ -114,6 +119,7 @@ def operation(
     stochastic: bool = False,
     geometry: Geometry | Callable[[Level], Geometry] = IDENTITY,
     integer_levels: bool = True,
+    short: str = "",
 ) -> Callable[[Callable[[Level, int], Sequence[Step]]], Operation]:
     """Decorator that registers a step-building function as an `Operation`."""
 
@@ -121,7 +127,7 @@ def operation(
         summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
         geometry_of = geometry if callable(geometry) else (lambda _level: geometry)
         op = Operation(name, category, version, unit, levels, level_range, stochastic, geometry_of,
-                       source, build, summary, integer_levels)
+                       source, build, summary, integer_levels, short)
         return OPERATIONS.add(name, op)
 
     return decorate

@@ -22,14 +22,14 @@ def libx264_args(crf: int) -> tuple[str, ...]:
             "-x264-params", "threads=4")
 
 
-@operation("none", category="clean", version=1, levels=(0,), level_range=(0, 0),
+@operation("none", category="clean", short="clean", version=1, levels=(0,), level_range=(0, 0),
            source="the unmodified test set; goes through the same code path as every other cell")
 def none(level: Level, seed: int) -> list[Step]:
     """The clean copy: frames exactly as decoded."""
     return [FilterStep("null")]
 
 
-@operation("h264_crf", category="compression", version=1, unit="crf", levels=(23, 40),
+@operation("h264_crf", category="compression", short="crf{level}", version=1, unit="crf", levels=(23, 40),
            level_range=(0, 51),
            source="CRF 23 and 40 as in Lu & Ebrahimi Table I and FaceForensics++ dataset/compress.py "
                   "(libx264, preset medium); yuv420p is our choice")
@@ -38,7 +38,7 @@ def h264_crf(crf: Level, seed: int) -> list[Step]:
     return [EncodeStep(libx264_args(int(crf)))]
 
 
-@operation("lighten", category="brightness", version=1,
+@operation("lighten", category="brightness", short="light", version=1,
            source="our choice, closest to the paper's 'FFMPEG Lighten': curves preset 'lighter' "
                   "(master curve 0/0 0.4/0.5 1/1; +16 mean levels)")
 def lighten(level: Level, seed: int) -> list[Step]:
@@ -46,7 +46,7 @@ def lighten(level: Level, seed: int) -> list[Step]:
     return [FilterStep("curves=preset=lighter")]
 
 
-@operation("darken", category="brightness", version=1,
+@operation("darken", category="brightness", short="dark", version=1,
            source="our choice, closest to the paper's 'FFMPEG Darken': curves preset 'darker' "
                   "(master curve 0/0 0.5/0.4 1/1; -16 mean levels)")
 def darken(level: Level, seed: int) -> list[Step]:
@@ -54,7 +54,7 @@ def darken(level: Level, seed: int) -> list[Step]:
     return [FilterStep("curves=preset=darker")]
 
 
-@operation("contrast_up", category="contrast", version=1,
+@operation("contrast_up", category="contrast", short="contrast", version=1,
            source="our choice, closest to the paper's contrast increase: curves preset "
                   "'increase_contrast' (slope 1.42 at mid-grey)")
 def contrast_up(level: Level, seed: int) -> list[Step]:
@@ -62,7 +62,8 @@ def contrast_up(level: Level, seed: int) -> list[Step]:
     return [FilterStep("curves=preset=increase_contrast")]
 
 
-@operation("noise_t", category="noise", version=1, unit="strength", levels=(20,), level_range=(0, 100),
+@operation("noise_t", category="noise", short="noise{level}", version=1, unit="strength", levels=(20,),
+           level_range=(0, 100),
            stochastic=True,
            source="our choice, closest to the paper's 'Gaussian noise with constant intensity but varying "
                   "temporal distribution': ffmpeg noise, Gaussian, flag t (re-drawn every frame); "
@@ -72,21 +73,21 @@ def noise_t(strength: Level, seed: int) -> list[Step]:
     return [FilterStep(f"noise=alls={int(strength)}:allf=t:all_seed={seed}", temporal=True)]
 
 
-@operation("hflip", category="flip", version=1, geometry=HorizontalFlip(),
+@operation("hflip", category="flip", short="H", version=1, geometry=HorizontalFlip(),
            source="horizontal flip, as in Lu & Ebrahimi (exact operation)")
 def hflip(level: Level, seed: int) -> list[Step]:
     """Mirror every frame left-right."""
     return [FilterStep("hflip")]
 
 
-@operation("vflip", category="flip", version=1, geometry=VerticalFlip(),
+@operation("vflip", category="flip", short="V", version=1, geometry=VerticalFlip(),
            source="vertical flip, as in Lu & Ebrahimi (exact operation)")
 def vflip(level: Level, seed: int) -> list[Step]:
     """Mirror every frame top-bottom."""
     return [FilterStep("vflip")]
 
 
-@operation("downscale", category="resolution", version=1, unit="scale_factor", levels=(2, 4),
+@operation("downscale", category="resolution", short="1/{level}", version=1, unit="scale_factor", levels=(2, 4),
            level_range=(1, 64), geometry=lambda factor: Downscale(float(factor)),
            source="resolution x2 and x4 as in Lu & Ebrahimi Table I; bicubic scaling to an even size "
                   "and keeping the reduced size are our choice")
@@ -96,14 +97,14 @@ def downscale(scale_factor: Level, seed: int) -> list[Step]:
     return [FilterStep(f"scale=trunc(iw/{div})*2:trunc(ih/{div})*2:flags=bicubic")]
 
 
-@operation("gray", category="filter", version=1,
+@operation("gray", category="filter", short="gray", version=1,
            source="our choice, closest to the paper's grayscale filter: ffmpeg hue=s=0 (keeps yuv420p)")
 def gray(level: Level, seed: int) -> list[Step]:
     """Remove colour (saturation 0)."""
     return [FilterStep("hue=s=0")]
 
 
-@operation("vintage", category="filter", version=1,
+@operation("vintage", category="filter", short="vintage", version=1,
            source="our choice, closest to the paper's vintage filter: ffmpeg curves preset 'vintage', "
                   "ffmpeg's only named vintage look")
 def vintage(level: Level, seed: int) -> list[Step]:

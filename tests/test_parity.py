@@ -1,0 +1,307 @@
+"""Parity: each adapter, given a file in the authors' format, scores like an independent implementation.
+
+References come from packages installed from the registry (pretrainedmodels' Cadene Xception, which
+FaceForensics++ uses; efficientnet_pytorch, which SBI uses; torchvision's EfficientNet-B2, DenseNet-121
+and VGG19) with random weights and randomised BatchNorm statistics, saved the way the authors save them.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from dfbench.detectors import get_detector
+from dfbench.errors import CheckpointError
+
+TOL = 1e-5
+
+
+def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                module.running_mean.copy_(torch.rand(module.running_mean.shape, generator=gen) * 0.2 - 0.1)
+                module.running_var.copy_(torch.rand(module.running_var.shape, generator=gen) + 0.5)
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+                module.bias.copy_(torch.rand(module.bias.shape, generator=gen) * 0.2 - 0.1)
+    return model.eval()
+
+
+def _faces(n: int, size: int) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(7))
+
+
+def _adapter(key: str, weights, **kw):
+    adapter = get_detector(key)
+    adapter.load(weights, device="cpu", precision="fp32", **kw)
+    return adapter
+
+
+# -- Xception (FaceForensics++) ----------------------------------------------------------------------------------
+
+NETWORK_XCEPTION = """
+import sys
+import pretrainedmodels  # noqa: F401
+_cadene = sys.modules["pretrainedmodels.models.xception"]
+class SeparableConv2d(_cadene.SeparableConv2d):
+    pass
+class Block(_cadene.Block):
+    pass
+class Xception(_cadene.Xception):
+    pass
+"""
+NETWORK_MODELS = """
+from torch import nn
+class TransferModel(nn.Module):
+    def __init__(self, model, dropout):
+        super().__init__()
+        self.model = model
+        self.model.last_linear = nn.Sequential(nn.Dropout(dropout), nn.Linear(2048, 2)) if dropout else nn.Linear(2048, 2)
+        del self.model.fc
+    def forward(self, x):
+        return self.model(x)
+"""
+
+
+@pytest.fixture()
+def ffpp_network(tmp_path: Path):
+    """A package named as in the FF++ repository (``network.models``, ``network.xception``), for pickling only."""
+    pkg = tmp_path / "ffpp_code" / "network"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "xception.py").write_text(textwrap.dedent(NETWORK_XCEPTION))
+    (pkg / "models.py").write_text(textwrap.dedent(NETWORK_MODELS))
+    sys.path.insert(0, str(pkg.parent))
+    import network.models
+    import network.xception
+
+    yield network
+    sys.path.remove(str(pkg.parent))
+    for name in [m for m in sys.modules if m == "network" or m.startswith("network.")]:
+        del sys.modules[name]
+
+
+def _ffpp_model(network, dropout: float) -> nn.Module:
+    cadene = sys.modules["pretrainedmodels.models.xception"]
+    torch.manual_seed(1)
+    xception = network.xception.Xception(num_classes=1000)
+    for module in xception.modules():  # give every block the class path FF++'s pickles carry
+        for ours, theirs in ((cadene.Block, network.xception.Block),
+                             (cadene.SeparableConv2d, network.xception.SeparableConv2d)):
+            if type(module) is ours:
+                module.__class__ = theirs
+    return _randomise(network.models.TransferModel(xception, dropout))
+
+
+def _xception_reference(model: nn.Module, faces: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.softmax(model((faces - 0.5) / 0.5), dim=1)[:, 1]
+
+
+@pytest.mark.parametrize("dropout", [0.5, 0.0], ids=["last_linear.1", "last_linear"])
+def test_xception_reads_the_ffpp_pickled_transfer_model(ffpp_network, tmp_path: Path, dropout: float):
+    model = _ffpp_model(ffpp_network, dropout)
+    faces = _faces(2, 299)
+    expected = _xception_reference(model, faces)
+    torch.save(model, tmp_path / "all_c23.p", _use_new_zipfile_serialization=False)  # the 2019-era format
+    for name in [m for m in sys.modules if m == "network" or m.startswith("network.")]:
+        del sys.modules[name]  # the adapter must not need the authors' code
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        _adapter("xception", tmp_path / "all_c23.p")
+    first = _adapter("xception", tmp_path / "all_c23.p", trust_checkpoint=True)
+    assert first.notes and "plain state dict" in first.notes[0]
+    assert (first.predict(faces) - expected).abs().max() < TOL
+    again = _adapter("xception", tmp_path / "all_c23.p")  # converted once: no trust needed any more
+    assert (again.predict(faces) - expected).abs().max() < TOL
+
+
+def test_xception_reads_ffpp_and_timm_state_dicts(ffpp_network, tmp_path: Path):
+    model = _ffpp_model(ffpp_network, 0.5)
+    faces = _faces(2, 299)
+    expected = _xception_reference(model, faces)
+    torch.save(model.state_dict(), tmp_path / "ffpp_keys.pth")
+    assert (_adapter("xception", tmp_path / "ffpp_keys.pth").predict(faces) - expected).abs().max() < TOL
+
+
+# -- SBI (efficientnet_pytorch EfficientNet-B4) ------------------------------------------------------------------
+
+def test_sbi_reads_the_released_tar(tmp_path: Path):
+    from efficientnet_pytorch import EfficientNet
+
+    torch.manual_seed(2)
+    net = _randomise(EfficientNet.from_name("efficientnet-b4", num_classes=2))
+    detector = nn.Module()
+    detector.net = net  # SBI's Detector keeps the network as .net
+    torch.save({"model": detector.state_dict(), "optimizer": {"state": {}}, "epoch": 4}, tmp_path / "FFraw.tar")
+    faces = _faces(2, 380)
+    with torch.no_grad():
+        expected = torch.softmax(net(faces), dim=1)[:, 1]
+    got = _adapter("sbi", tmp_path / "FFraw.tar").predict(faces)
+    assert (got - expected).abs().max() < TOL
+
+
+# -- EfficientNet-B2: torchvision and efficientnet_pytorch layouts -------------------------------------------------
+
+def _imagenet(faces: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (faces - mean) / std
+
+
+def test_effb2_reads_torchvision_state_dicts(tmp_path: Path):
+    torch.manual_seed(3)
+    model = _randomise(torchvision.models.efficientnet_b2(num_classes=2))
+    torch.save(model.state_dict(), tmp_path / "tv_b2.pth")
+    faces = _faces(2, 224)
+    with torch.no_grad():
+        expected = torch.softmax(model(_imagenet(faces)), dim=1)[:, 1]
+    assert (_adapter("effb2", tmp_path / "tv_b2.pth").predict(faces) - expected).abs().max() < TOL
+
+
+def test_effb2_reads_efficientnet_pytorch_state_dicts(tmp_path: Path):
+    from efficientnet_pytorch import EfficientNet
+
+    torch.manual_seed(4)
+    # Static "same" padding computed for the card's 224 px input, so both sides pad alike.
+    model = _randomise(EfficientNet.from_name("efficientnet-b2", num_classes=2, image_size=224))
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "lm_b2.pth")
+    faces = _faces(2, 224)
+    with torch.no_grad():
+        expected = torch.softmax(model(_imagenet(faces)), dim=1)[:, 1]
+    adapter = _adapter("effb2", tmp_path / "lm_b2.pth")
+    assert adapter.architecture == "tf_efficientnet_b2"
+    assert (adapter.predict(faces) - expected).abs().max() < TOL
+
+
+# -- DeepFeatureX (torchvision DenseNet-121 base models) -----------------------------------------------------------
+
+class _DfxReference(nn.Module):
+    """DeepFeatureX written from the paper: torchvision DenseNet-121 feature extractors and the Conv1d head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("model1", "model2", "model3"):
+            backbone = torchvision.models.densenet121()
+            backbone.classifier = nn.Identity()
+            setattr(self, name, backbone)
+        layers: list[nn.Module] = []
+        for cin, cout, k, stride in ((3, 16, 7, 2), (16, 64, 5, 2), (64, 256, 3, 1), (256, 512, 3, 1)):
+            layers += [nn.Conv1d(cin, cout, k, stride=stride, padding=1), nn.ReLU(), nn.BatchNorm1d(cout)]
+        layers += [nn.Conv1d(512, 1024, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool1d(1)]
+        self.convs = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Linear(1024, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        codes = torch.stack([self.model1(x), self.model2(x), self.model3(x)], dim=1)
+        return self.classifier(torch.flatten(self.convs(codes), 1))
+
+
+@pytest.fixture(scope="module")
+def dfx_reference() -> nn.Module:
+    torch.manual_seed(5)
+    return _randomise(_DfxReference())
+
+
+def _dfx_expected(model: nn.Module, faces: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.softmax(model(_imagenet(faces)), dim=1)
+
+
+def test_deepfeaturex_reads_the_complete_state_dict(dfx_reference, tmp_path: Path):
+    torch.save(dfx_reference.state_dict(), tmp_path / "dense121.pt")
+    faces = _faces(2, 256)
+    probs = _dfx_expected(dfx_reference, faces)
+    adapter = _adapter("deepfeaturex", tmp_path / "dense121.pt")
+    assert (adapter.predict(faces) - (1 - probs[:, 2])).abs().max() < TOL
+    assert (adapter.predict_classes(faces) - probs).abs().max() < TOL
+
+
+def test_deepfeaturex_reads_base_models_and_head_files(dfx_reference, tmp_path: Path):
+    files = []
+    for name, folder in (("model1", "bm-dm"), ("model2", "bm-gan"), ("model3", "bm-real")):
+        base = {f"{k}": v for k, v in getattr(dfx_reference, name).state_dict().items()}
+        base["classifier.weight"], base["classifier.bias"] = torch.zeros(2, 1024), torch.zeros(2)  # 2-way head, dropped
+        (tmp_path / folder).mkdir()
+        torch.save(base, tmp_path / folder / "dense121.pt")
+        files.append(tmp_path / folder / "dense121.pt")
+    head = {k: v for k, v in dfx_reference.state_dict().items() if k.startswith(("convs.", "classifier."))}
+    (tmp_path / "head").mkdir()
+    torch.save(head, tmp_path / "head" / "dense121.pt")
+    faces = _faces(2, 256)
+    expected = 1 - _dfx_expected(dfx_reference, faces)[:, 2]
+    for weights in (files + [tmp_path / "head" / "dense121.pt"], tmp_path):
+        assert (_adapter("deepfeaturex", weights).predict(faces) - expected).abs().max() < TOL
+
+
+# -- Capsule-Forensics-v2 ------------------------------------------------------------------------------------------
+
+class _CapsuleReference(nn.Module):
+    """Capsule-Forensics-v2 written from the paper's equations with explicit loops, in the authors' key layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fea_ext = nn.Module()
+        self.fea_ext.capsules = nn.ModuleList()
+        for _ in range(10):
+            seq = nn.Sequential(nn.Conv2d(256, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                                nn.Conv2d(64, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Identity(),
+                                nn.Conv1d(2, 8, 5, stride=2, padding=2), nn.BatchNorm1d(8),
+                                nn.Conv1d(8, 1, 3, padding=1), nn.BatchNorm1d(1))
+            self.fea_ext.capsules.append(seq)
+        self.routing_stats = nn.Module()
+        self.routing_stats.route_weights = nn.Parameter(torch.randn(2, 10, 4, 8))
+        vgg = torchvision.models.vgg19()
+        self.vgg = vgg.features[:19]
+
+    @staticmethod
+    def _squash(v: torch.Tensor) -> torch.Tensor:
+        n2 = float((v * v).sum())
+        return v * (n2 / (1 + n2)) / n2 ** 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.vgg(x)
+        out = []
+        for b in range(x.shape[0]):
+            primary = torch.zeros(8, 10)
+            for i, caps in enumerate(self.fea_ext.capsules):
+                h = caps[:6](feats[b:b + 1])[0].reshape(16, -1)
+                stats = torch.stack([h.mean(dim=1), h.std(dim=1)])[None]  # [1, 2, 16], unbiased std
+                primary[:, i] = caps[7:](stats).reshape(8)
+            for d in range(8):  # the squash runs across the 10 capsules
+                primary[d] = self._squash(primary[d])
+            priors = torch.zeros(2, 10, 4)
+            for j in range(2):
+                for i in range(10):
+                    priors[j, i] = self.routing_stats.route_weights[j, i] @ primary[:, i]
+            logits = torch.zeros(2, 10, 4)
+            for step in range(2):
+                c = torch.softmax(logits, dim=1)
+                v = torch.stack([self._squash((c[j] * priors[j]).sum(dim=0)) for j in range(2)])  # [2, 4]
+                if step == 0:
+                    logits = logits + priors * v[:, None, :]
+            out.append(torch.softmax(v.T, dim=1).mean(dim=0))  # mean over the 4 dims of the class softmax
+        return torch.stack(out)
+
+
+def test_capsule_reads_the_capsule_state_dict_and_vgg19_weights(tmp_path: Path):
+    torch.manual_seed(6)
+    reference = _randomise(_CapsuleReference())
+    capsule_state = {k: v for k, v in reference.state_dict().items() if not k.startswith("vgg.")}
+    vgg = torchvision.models.vgg19()
+    vgg.features[:19].load_state_dict(reference.vgg.state_dict())
+    torch.save(capsule_state, tmp_path / "capsule_21.pt")
+    torch.save(vgg.state_dict(), tmp_path / "vgg19-dcbb9e9d.pth")
+    faces = _faces(2, 300)
+    with torch.no_grad():
+        expected = reference(_imagenet(faces))[:, 1]
+    adapter = _adapter("capsule", [tmp_path / "vgg19-dcbb9e9d.pth", tmp_path / "capsule_21.pt"])
+    assert (adapter.predict(faces) - expected).abs().max() < TOL
+    with pytest.raises(CheckpointError, match="missing: the VGG19 ImageNet weights"):
+        _adapter("capsule", tmp_path / "capsule_21.pt")
