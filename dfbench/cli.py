@@ -89,6 +89,9 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Faces per inference batch.")] = 32,
     limit: LimitOpt = None,
     trust_checkpoint: TrustOpt = False,
+    cache_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Most disk the intermediate files may take, e.g. 2G; past it the run stops cleanly (resumable).")
+    ] = None,
 ) -> None:
     """Score a detector on every cell of a suite and print the AUC matrix.
 
@@ -105,12 +108,14 @@ def run(
     )
 
     from dfbench.api import run as run_api
+    from dfbench.config import parse_size
     from dfbench.pipeline import RunConfig
     from dfbench.reports import cell_table, table_one
 
     config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=_weights(weights), split=split, out=out,
                        frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
-                       trust_checkpoint=trust_checkpoint)
+                       trust_checkpoint=trust_checkpoint,
+                       cache_limit=parse_size(cache_limit) if cache_limit else None)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         console=console, transient=False)
@@ -125,15 +130,18 @@ def run(
                       f"{prep.adapter.precision}", highlight=False)
         progress.start()
 
+    counts = {"done": 0, "total": 0}
+
     def on_progress(done: int, total: int, sample_id: str) -> None:
+        counts.update(done=done, total=total)
         progress.update(task, completed=done, total=total)
 
     try:
         summary = run_api(config, on_progress=on_progress, on_prepared=on_prepared)
     except KeyboardInterrupt:
         progress.stop()
-        err_console.print(f"[yellow]Interrupted.[/] Finished samples are saved in {out}; run the same command "
-                          "again to resume where it stopped.")
+        err_console.print(f"[yellow]Interrupted[/] after {counts['done']} of {counts['total']} samples; they are "
+                          f"saved in {out}. Run the same command again to resume where it stopped.", highlight=False)
         raise typer.Exit(130) from None
     finally:
         progress.stop()

@@ -73,6 +73,25 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
+def parse_size(text: str) -> int:
+    """Bytes from a size like ``500M``, ``2G``, ``1.5GB`` or ``1048576``.
+
+    Example:
+        >>> parse_size("1.5G")
+        1500000000
+    """
+    units = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    cleaned = text.strip().upper().removesuffix("B")
+    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:] in "KMGT" else (cleaned, "")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ConfigError(f"Cannot read size {text!r}; write it like 500M, 2G or 1048576.") from None
+    if value <= 0:
+        raise ConfigError(f"Size {text!r} must be positive.")
+    return int(value * units[unit])
+
+
 def load_yaml(text: str, where: str) -> Any:
     """Parse YAML with duplicate keys rejected; syntax errors become one-line ConfigErrors."""
     try:
@@ -150,6 +169,17 @@ class SuiteConfig:
             raise ConfigError(f"aggregation {self.aggregation!r} is not supported; allowed: 'mean'.")
         if self.copy_encoding != "lossless":
             raise ConfigError(f"copy_encoding {self.copy_encoding!r} is not supported; allowed: 'lossless'.")
+
+    def check_media(self, media: str, example: str, count: int) -> None:
+        """Raise a ConfigError unless the suite and every op in it accept `media`."""
+        if media not in self.media:
+            raise ConfigError(f"Suite {self.name!r} accepts {', '.join(self.media)}; the dataset holds {count} "
+                              f"{media} sample(s), e.g. {example!r}. Choose a suite for {media}s "
+                              "('dfbench list suites').")
+        for cell in self.cells:
+            if media not in cell.operation.media:
+                raise ConfigError(f"Operation {cell.op!r} of suite {self.name!r} does not apply to {media}s "
+                                  f"(e.g. {example!r}).")
 
     def with_frames(self, per_video: int | None) -> SuiteConfig:
         """This suite with a different number of frames per video (None keeps it)."""

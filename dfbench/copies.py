@@ -16,7 +16,8 @@ import pandas as pd
 from dfbench.config import load_suite
 from dfbench.data import load_dataset
 from dfbench.perturbations import derive_seed
-from dfbench.video.engine import CellPlan, write_copies
+from dfbench.video.engine import CellPlan, copy_path, write_copies
+from dfbench.video.probe import media_of
 
 
 @dataclass
@@ -37,21 +38,25 @@ def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: s
     suite = load_suite(suite_name)
     dataset = load_dataset(dataset_spec).select(split, limit)
     dataset.check_evaluable()
+    for media, paths in dataset.media_groups().items():
+        suite.check_media(media, Path(paths[0]).name, len(paths))
     out = Path(out)
     rows: dict[str, list[dict]] = {c.id: [] for c in suite.cells}
     report = CopyReport(len(dataset), len(suite.cells), 0, str(out / "<cell>" / "manifest.csv"))
     for done, sample in enumerate(dataset.table.itertuples(), start=1):
         rel = dataset.relative_path(sample.sample_id, sample.path)
-        destinations = {c.id: out / c.id / rel for c in suite.cells}
+        media = media_of(sample.path)
         plans = [CellPlan(c.id, c.operation.steps(c.level, derive_seed(suite.seed, sample.sample_id, c.op, c.level)))
                  for c in suite.cells]
-        errors = write_copies(Path(sample.path), plans, destinations, workdir=None)
+        destinations = {p.cell_id: out / p.cell_id / copy_path(rel, p, media) for p in plans}
+        errors = write_copies(Path(sample.path), plans, destinations, workdir=None, media=media)
         for cell in suite.cells:
             if cell.id in errors:
                 report.errors[(sample.sample_id, cell.id)] = errors[cell.id]
                 continue
             report.n_files += 1
-            rows[cell.id].append({"sample_id": sample.sample_id, "path": rel.as_posix(), "label": sample.label,
+            dest = destinations[cell.id].relative_to(out / cell.id)
+            rows[cell.id].append({"sample_id": sample.sample_id, "path": dest.as_posix(), "label": sample.label,
                                   "split": sample.split, "method": sample.method, "group": sample.group})
         if on_progress:
             on_progress(done, len(dataset))

@@ -44,5 +44,9 @@ class StoreError(DfbenchError, RuntimeError):
     """The score store cannot be opened or belongs to another run."""
 
 
+class DiskSpaceError(DfbenchError, OSError):
+    """The disk is full or dfbench's working files would exceed --cache-limit; the run stops cleanly."""
+
+
 class DetectorOutputError(DfbenchError, ValueError):
     """An adapter returned something that is not a P(fake) per input."""

@@ -21,13 +21,13 @@ import numpy as np
 from dfbench.config import Cell, SuiteConfig, load_suite
 from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
-from dfbench.errors import ConfigError, MediaError
+from dfbench.errors import ConfigError, DiskSpaceError, MediaError
 from dfbench.faces import CropSpec, FaceFinder, crop_face, make_finder, select_faces
 from dfbench.perturbations import derive_seed
 from dfbench.provenance import provenance, stable_hash
 from dfbench.store import FrameRow, ScoreStore, TaskRow
 from dfbench.video.engine import CellFailure, CellPlan, sample_frames
-from dfbench.video.probe import probe_video, sample_indices
+from dfbench.video.probe import media_of, probe_video, sample_indices
 
 log = logging.getLogger(__name__)
 DEMO = "demo"
@@ -50,6 +50,8 @@ class RunConfig:
         limit: score at most this many samples (balanced by label).
         trust_checkpoint: allow unpickling a checkpoint that is not a plain state dict.
         finder: face finder name (``mtcnn``, or ``none`` for inputs that are already face crops).
+        cache_limit: most bytes of intermediate files (compression encodes) at a time; None: no limit.
+        min_free_bytes: the run stops cleanly (resumable) before a sample when less disk than this is free.
     """
 
     detector: str
@@ -65,6 +67,8 @@ class RunConfig:
     limit: int | None = None
     trust_checkpoint: bool = False
     finder: str = "mtcnn"
+    cache_limit: int | None = None
+    min_free_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -131,6 +135,8 @@ def prepare(config: RunConfig) -> Prepared:
                      "samples); pass --split to choose another.")
     dataset = dataset.select(split, config.limit)
     dataset.check_evaluable()
+    for media, paths in dataset.media_groups().items():
+        suite.check_media(media, Path(paths[0]).name, len(paths))
     adapter = get_detector(config.detector)
     weights = config.resolved_weights(bool(adapter.card.demo_weights))
     if config.weights is None and weights == "demo":
@@ -166,6 +172,7 @@ def execute(prep: Prepared, store: ScoreStore, on_progress: ProgressFn | None = 
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         for sample in todo:
+            check_free_space(workdir, prep.config.min_free_bytes)
             pending = [c for c in cells if (sample.sample_id, c.id) not in finished]
             frames, tasks = score_sample(prep, sample.sample_id, Path(sample.path), pending, workdir, clock)
             started = time.perf_counter()
@@ -188,23 +195,32 @@ def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], 
     except MediaError as exc:
         return [], [TaskRow(sample_id, c.id, "decode_error", str(exc), 0, 0.0) for c in cells]
     indices = sample_indices(info.frame_count, prep.suite.frames.per_video)
-    plans = [CellPlan(c.id, c.operation.steps(c.level, derive_seed(prep.suite.seed, sample_id, c.op, c.level)))
-             for c in cells]
+    seeds = {c.id: derive_seed(prep.suite.seed, sample_id, c.op, c.level) for c in cells}
+    plans = [CellPlan(c.id, c.operation.steps(c.level, seeds[c.id])) for c in cells]
     crops, owners, seen, failures = collect_faces(prep.finder, prep.adapter.card.crop, plans, path, indices,
-                                                  workdir, clock)
+                                                  workdir, clock, media_of(path), prep.config.cache_limit)
     scores = _infer(prep.adapter, crops, owners, failures, prep.config.batch_size, clock)
     frames: list[FrameRow] = []
     tasks: list[TaskRow] = []
     elapsed = time.perf_counter() - started
     for cell in cells:
         if cell.id in failures:
-            tasks.append(TaskRow(sample_id, cell.id, "ffmpeg_error", failures[cell.id], 0, elapsed))
+            tasks.append(TaskRow(sample_id, cell.id, "ffmpeg_error", failures[cell.id], 0, elapsed, seeds[cell.id]))
             continue
         for index in indices:
             n_faces = seen.get((cell.id, index))
             frames.append(_frame_row(sample_id, cell.id, index, n_faces, scores.get((cell.id, index))))
-        tasks.append(TaskRow(sample_id, cell.id, "ok", "", len(indices), elapsed))
+        tasks.append(TaskRow(sample_id, cell.id, "ok", "", len(indices), elapsed, seeds[cell.id]))
     return frames, tasks
+
+
+def check_free_space(folder: Path, min_free: int) -> None:
+    """Stop cleanly (DiskSpaceError) when the disk holding `folder` has less than `min_free` bytes free."""
+    free = shutil.disk_usage(folder).free
+    if free < min_free:
+        raise DiskSpaceError(f"Only {free / 1e6:.0f} MB free on the disk of {str(folder.parent)!r} (the run needs "
+                             f"{min_free / 1e6:.0f} MB to go on). Free space, then run the same command again to "
+                             "resume.")
 
 
 def _frame_row(sample_id: str, cell: str, index: int, n_faces: int | None, score: float | None) -> FrameRow:
@@ -218,7 +234,7 @@ def _frame_row(sample_id: str, cell: str, index: int, n_faces: int | None, score
 
 
 def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], path: Path, indices: list[int],
-                  workdir: Path | None, clock: StageClock):
+                  workdir: Path | None, clock: StageClock, media: str = "video", cache_limit: int | None = None):
     """Decode and fan out, find faces in each sampled frame as it arrives, cut the crops.
 
     Returns:
@@ -229,7 +245,7 @@ def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], pat
     owners: list[tuple[str, int]] = []
     seen: dict[tuple[str, int], int] = {}
     failures: dict[str, str] = {}
-    events = sample_frames(path, plans, indices, workdir)
+    events = sample_frames(path, plans, indices, workdir, media, cache_limit)
     while True:
         t0 = time.perf_counter()
         event = next(events, None)

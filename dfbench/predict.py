@@ -17,9 +17,7 @@ from dfbench.errors import ConfigError, MediaError
 from dfbench.faces import CropSpec, FaceFinder, crop_face, make_finder, select_faces
 from dfbench.faces.crop import resize_square
 from dfbench.perturbations import OPERATIONS
-from dfbench.video.probe import VIDEO_SUFFIXES, probe_video, sample_indices
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+from dfbench.video.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES, probe_video, sample_indices
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dfbench.metrics import cell_metrics
 from dfbench.store import ScoreStore
 
 RESULT_COLUMNS = ["detector", "weights", "dataset", "op", "level", "category", "metric", "aggregation", "value",
-                  "n_videos", "n_frames", "n_no_face", "n_errors"]
+                  "n_videos", "n_frames", "n_no_face", "n_errors", "weights_sha256"]
 CLEAN = "clean"
 
 
@@ -49,7 +49,8 @@ def load_run(store: ScoreStore, run_id: str) -> RunResults:
     out = metrics.assign(
         detector=prov["detector"], weights=prov["weights"], dataset=prov["identity"]["dataset"],
         op=metrics["cell"].map(meta["op"]), level=metrics["cell"].map(meta["level"]),
-        category=metrics["cell"].map(meta["category"]), n_errors=metrics["cell"].map(errors).fillna(0).astype(int))
+        category=metrics["cell"].map(meta["category"]), n_errors=metrics["cell"].map(errors).fillna(0).astype(int),
+        weights_sha256=prov["weights_sha256"])
     return RunResults(run_id, config, prov, cells, out[["cell"] + RESULT_COLUMNS])
 
 

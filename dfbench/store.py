@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from dfbench.errors import StoreError
+from dfbench.errors import DiskSpaceError, StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS frames (
     run_id TEXT, sample_id TEXT, cell TEXT, frame INTEGER, status TEXT, score REAL, n_faces INTEGER,
     PRIMARY KEY (run_id, sample_id, cell, frame));
 CREATE TABLE IF NOT EXISTS tasks (
-    run_id TEXT, sample_id TEXT, cell TEXT, status TEXT, message TEXT, n_frames INTEGER, seconds REAL,
+    run_id TEXT, sample_id TEXT, cell TEXT, status TEXT, message TEXT, n_frames INTEGER, seconds REAL, seed INTEGER,
     PRIMARY KEY (run_id, sample_id, cell));
 """
 
@@ -55,7 +55,7 @@ class FrameRow:
 
 @dataclass(frozen=True)
 class TaskRow:
-    """The outcome of one (sample, cell): ``ok`` or a failure status with its message."""
+    """The outcome of one (sample, cell): ``ok`` or a failure status with its message, and the op's seed."""
 
     sample_id: str
     cell: str
@@ -63,6 +63,7 @@ class TaskRow:
     message: str
     n_frames: int
     seconds: float
+    seed: int = 0
 
 
 class FolderLock:
@@ -148,14 +149,23 @@ class ScoreStore:
         return {(s, c) for s, c in rows}
 
     def write_sample(self, run_id: str, frames: Iterable[FrameRow], tasks: Iterable[TaskRow]) -> None:
-        """Commit one sample's frame and task rows atomically."""
+        """Commit one sample's frame and task rows atomically; a full disk stops the run (DiskSpaceError)."""
+        try:
+            self._write_sample(run_id, frames, tasks)
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc) or "No space" in str(exc):
+                raise DiskSpaceError(f"The disk of {str(self.path.parent)!r} is full ({exc}); free space, then run "
+                                     "the same command again to resume.") from None
+            raise
+
+    def _write_sample(self, run_id: str, frames: Iterable[FrameRow], tasks: Iterable[TaskRow]) -> None:
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, f.sample_id, f.cell, f.frame, f.status, f.score, f.n_faces) for f in frames])
             self.db.executemany(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, t.sample_id, t.cell, t.status, t.message, t.n_frames, t.seconds) for t in tasks])
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, t.sample_id, t.cell, t.status, t.message, t.n_frames, t.seconds, t.seed) for t in tasks])
 
     # -- reading -------------------------------------------------------------------------------------
     def table(self, name: str, run_id: str) -> pd.DataFrame:

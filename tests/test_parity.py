@@ -63,7 +63,8 @@ class TransferModel(nn.Module):
     def __init__(self, model, dropout):
         super().__init__()
         self.model = model
-        self.model.last_linear = nn.Sequential(nn.Dropout(dropout), nn.Linear(2048, 2)) if dropout else nn.Linear(2048, 2)
+        head = nn.Linear(2048, 2)
+        self.model.last_linear = nn.Sequential(nn.Dropout(dropout), head) if dropout else head
         del self.model.fc
     def forward(self, x):
         return self.model(x)

@@ -35,7 +35,8 @@ def test_run_writes_store_run_json_and_the_three_csv_files(small_demo: Path, tmp
         assert (tmp_path / "r" / name).is_file(), name
     results = pd.read_csv(tmp_path / "r" / "results.csv")
     assert list(results.columns) == ["detector", "weights", "dataset", "op", "level", "category", "metric",
-                                     "aggregation", "value", "n_videos", "n_frames", "n_no_face", "n_errors"]
+                                     "aggregation", "value", "n_videos", "n_frames", "n_no_face", "n_errors",
+                                     "weights_sha256"]
     assert len(results) == CELLS * 2 * 2
     assert set(results["aggregation"]) == {"frame", "mean"}
     matrix = pd.read_csv(tmp_path / "r" / "matrix_auc.csv")

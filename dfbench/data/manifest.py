@@ -65,6 +65,15 @@ class Dataset:
                 pass
         return Path(sample_id + Path(path).suffix)
 
+    def media_groups(self) -> dict[str, list[str]]:
+        """Sample paths per medium (``video``, ``image``), decided by file suffix."""
+        from dfbench.video.probe import media_of
+
+        groups: dict[str, list[str]] = {}
+        for path in self.table["path"]:
+            groups.setdefault(media_of(path), []).append(path)
+        return groups
+
     def check_evaluable(self) -> None:
         """Raise unless the set holds at least one real and one fake sample (AUC needs both)."""
         if len(self.table) == 0:

@@ -8,9 +8,9 @@ import pandas as pd
 
 from dfbench.data.manifest import Dataset, validate
 from dfbench.errors import DatasetError, MissingFileError
-from dfbench.video.probe import VIDEO_SUFFIXES
+from dfbench.video.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-MEDIA_SUFFIXES = VIDEO_SUFFIXES
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
 
 
 def load_dataset(spec: str) -> Dataset:

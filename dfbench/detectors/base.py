@@ -239,8 +239,8 @@ class DetectorAdapter:
         """P(fake) for each face of a float batch N x 3 x H x W in [0, 1]; returns (N,) float32 on the CPU."""
         import torch
 
-        output = self.forward(faces)
-        with torch.inference_mode():
+        output = self.forward(faces)  # an inference tensor; what is computed from it outside is a normal one
+        with torch.no_grad():
             return self.scores(output).float().cpu().reshape(-1)
 
     def predict_classes(self, faces: torch.Tensor) -> torch.Tensor:
@@ -250,7 +250,7 @@ class DetectorAdapter:
         if not self.card.classes:
             raise DetectorOutputError(f"[{self.card.key}] has no class outputs beyond P(fake).")
         output = self.forward(faces)
-        with torch.inference_mode():
+        with torch.no_grad():
             return self.class_probabilities(output).float().cpu()
 
 

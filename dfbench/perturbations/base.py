@@ -61,6 +61,7 @@ class Operation:
         source: where the parameters come from (paper, code, or "our choice").
         build: maps (level, seed) to the steps.
         summary: one line for `dfbench list ops`.
+        media: the media it applies to (``video``, ``image``).
     """
 
     name: str
@@ -76,6 +77,7 @@ class Operation:
     summary: str = ""
     integer_levels: bool = True
     short: str = ""
+    media: frozenset[str] = frozenset({"video", "image"})
 
     def label(self, level: Level) -> str:
         """A compact column label, e.g. ``crf23`` or ``1/4``."""
@@ -120,6 +122,7 @@ def operation(
     geometry: Geometry | Callable[[Level], Geometry] = IDENTITY,
     integer_levels: bool = True,
     short: str = "",
+    media: tuple[str, ...] = ("video", "image"),
 ) -> Callable[[Callable[[Level, int], Sequence[Step]]], Operation]:
     """Decorator that registers a step-building function as an `Operation`."""
 
@@ -127,7 +130,7 @@ def operation(
         summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
         geometry_of = geometry if callable(geometry) else (lambda _level: geometry)
         op = Operation(name, category, version, unit, levels, level_range, stochastic, geometry_of,
-                       source, build, summary, integer_levels, short)
+                       source, build, summary, integer_levels, short, frozenset(media))
         return OPERATIONS.add(name, op)
 
     return decorate

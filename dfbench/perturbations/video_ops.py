@@ -30,7 +30,7 @@ def none(level: Level, seed: int) -> list[Step]:
 
 
 @operation("h264_crf", category="compression", short="crf{level}", version=1, unit="crf", levels=(23, 40),
-           level_range=(0, 51),
+           level_range=(0, 51), media=("video",),
            source="CRF 23 and 40 as in Lu & Ebrahimi Table I and FaceForensics++ dataset/compress.py "
                   "(libx264, preset medium); yuv420p is our choice")
 def h264_crf(crf: Level, seed: int) -> list[Step]:

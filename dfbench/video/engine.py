@@ -11,10 +11,11 @@ Each cell is a chain of steps (`FilterStep`, `EncodeStep`). The engine runs them
 Frame-independent branches pick their sampled frames before filtering (no work on frames nobody
 scores). A branch with a temporal filter (noise re-drawn per frame) filters every frame, then picks.
 
-Every cell's frames pass through ``format=yuv420p`` before conversion to RGB: a cell's frames are
-exactly those a yuv420p video of the perturbed copy holds. `write_copies` writes those copies
-(lossless H.264 for filtered cells, the encoder's own output for compression cells), and decoding a
-copy with the clean cell gives the same frames bit for bit.
+Every video cell's frames pass through ``format=yuv420p`` before conversion to RGB: a cell's frames are
+exactly those a yuv420p video of the perturbed copy holds (odd sizes lose their last row or column, which
+4:2:0 cannot store). `write_copies` writes those copies (lossless H.264 for filtered cells, the encoder's
+own output for compression cells), and decoding a copy with the clean cell gives the same frames bit for
+bit. Images are single frames kept in RGB, and their copies are PNG.
 """
 
 from __future__ import annotations
@@ -28,13 +29,35 @@ from pathlib import Path
 
 import numpy as np
 
+from dfbench.errors import DiskSpaceError
 from dfbench.perturbations.base import EncodeStep, FilterStep, Step
 from dfbench.video.ffmpeg import SWS_FLAGS, base_command, input_url, last_error_line
 
-STORAGE_PIX_FMT = "yuv420p"
-# Lossless H.264 (qp 0) in the storage format: decoding gives back the filtered frames exactly.
-LOSSLESS_ARGS = ("-c:v", "libx264", "-qp", "0", "-preset", "veryfast", "-pix_fmt", STORAGE_PIX_FMT,
-                 "-x264-params", "threads=4")
+
+@dataclass(frozen=True)
+class Storage:
+    """How the frames of one medium are stored.
+
+    Attributes:
+        finish: filters that end every chain (and precede every encoder): the stored pixel format.
+        lossless: encoder options of a written copy that stores the finished frames exactly.
+        copy_suffix: file suffix written copies must take (None: keep the source's).
+    """
+
+    finish: tuple[str, ...]
+    lossless: tuple[str, ...]
+    copy_suffix: str | None = None
+
+
+EVEN_CROP = "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"
+STORAGE = {
+    # Lossless H.264 (qp 0) in yuv420p: decoding gives back the filtered frames exactly.
+    "video": Storage((EVEN_CROP, "format=yuv420p"),
+                     ("-c:v", "libx264", "-qp", "0", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                      "-x264-params", "threads=4")),
+    "image": Storage(("format=rgb24",), ("-c:v", "png", "-pix_fmt", "rgb24", "-frames:v", "1", "-update", "1"),
+                     ".png"),
+}
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,7 @@ def _plan_round(
     workdir: Path,
     round_no: int,
     destinations: Mapping[str, Path] | None,
+    storage: Storage,
 ) -> _Round:
     """Build the graph of one round; `destinations` is None when sampling frames, else copy paths."""
     inputs = list(dict.fromkeys(path for path, _ in pending))
@@ -149,7 +173,7 @@ def _plan_round(
             for label, branch in zip(labels, sampled, strict=True):
                 out = f"o{counter}"
                 counter += 1
-                rnd.graph.append(f"[{label}]{branch.chain('format=' + STORAGE_PIX_FMT, 'format=rgb24')}[{out}]")
+                rnd.graph.append(f"[{label}]{branch.chain(*storage.finish, 'format=rgb24')}[{out}]")
                 rnd.frame_cells.append(branch.cell_id)
                 rnd.frame_labels.append(out)
         if full:
@@ -157,7 +181,7 @@ def _plan_round(
             for label, branch in zip(labels, full, strict=True):
                 out = f"o{counter}"
                 counter += 1
-                _route_full_branch(rnd, label, out, branch, indices, workdir, round_no, destinations)
+                _route_full_branch(rnd, label, out, branch, indices, workdir, round_no, destinations, storage)
     return rnd
 
 
@@ -177,30 +201,31 @@ def _fan(graph: list[str], head: str, select: str, n: int, prefix: str) -> list[
 
 def _route_full_branch(
     rnd: _Round, label: str, out: str, branch: _Branch, indices: Sequence[int] | None, workdir: Path,
-    round_no: int, destinations: Mapping[str, Path] | None,
+    round_no: int, destinations: Mapping[str, Path] | None, storage: Storage,
 ) -> None:
     if branch.encode is not None:
         final = destinations is not None and not branch.rest
         path = destinations[branch.cell_id] if final and destinations else (
             workdir / f"round{round_no}_{out}{branch.encode.suffix}")
-        rnd.graph.append(f"[{label}]{branch.chain()}[{out}]")
+        rnd.graph.append(f"[{label}]{branch.chain(*storage.finish)}[{out}]")
         rnd.file_outputs.append((out, branch.encode.args, path))
         rnd.file_cells.append(branch.cell_id)
         if not final:
             rnd.continuations.append((path, _Branch.from_steps(branch.cell_id, branch.rest)))
     elif destinations is not None:
-        rnd.graph.append(f"[{label}]{branch.chain('format=' + STORAGE_PIX_FMT)}[{out}]")
-        rnd.file_outputs.append((out, LOSSLESS_ARGS, destinations[branch.cell_id]))
+        rnd.graph.append(f"[{label}]{branch.chain(*storage.finish)}[{out}]")
+        rnd.file_outputs.append((out, storage.lossless, destinations[branch.cell_id]))
         rnd.file_cells.append(branch.cell_id)
     else:
         rnd.graph.append(
-            f"[{label}]{branch.chain(_select(indices), 'format=' + STORAGE_PIX_FMT, 'format=rgb24')}[{out}]")
+            f"[{label}]{branch.chain(_select(indices), *storage.finish, 'format=rgb24')}[{out}]")
         rnd.frame_cells.append(branch.cell_id)
         rnd.frame_labels.append(out)
 
 
 def sample_frames(
     source: Path, plans: Sequence[CellPlan], indices: Sequence[int] | None, workdir: Path | None = None,
+    media: str = "video", cache_limit: int | None = None,
 ) -> Iterator[Event]:
     """Decode `source` once and yield the sampled frames of every cell, as they come.
 
@@ -209,6 +234,12 @@ def sample_frames(
         plans: one plan per cell.
         indices: sorted frame indices to sample (None: every frame).
         workdir: where intermediate encodes go (a temporary folder when None); emptied afterwards.
+        media: ``video`` or ``image`` (the `Storage` of the cells' frames).
+        cache_limit: most bytes the intermediate files may take; more raises DiskSpaceError.
+
+    Raises:
+        DiskSpaceError: the disk filled up, or the intermediates exceed `cache_limit`. A full disk is not
+            the sample's fault, so it stops the run instead of becoming a status.
 
     Yields:
         `SampledFrame` events, and a `CellFailure` for the cells of a round that ffmpeg failed.
@@ -217,8 +248,9 @@ def sample_frames(
         pending = [(Path(source), _Branch.from_steps(p.cell_id, p.steps)) for p in plans]
         round_no = 0
         while pending:
-            rnd = _plan_round(pending, indices, Path(tmp), round_no, None)
+            rnd = _plan_round(pending, indices, Path(tmp), round_no, None, STORAGE[media])
             ok = yield from _run_sampling_round(rnd, indices)
+            _check_cache(Path(tmp), cache_limit, source)
             pending = rnd.continuations if ok else []
             for path in rnd.inputs:
                 if path != Path(source):
@@ -249,16 +281,36 @@ def _run_sampling_round(rnd: _Round, indices: Sequence[int] | None) -> Generator
         if code == 0 and not read_error:
             return True
         errfile.seek(0)
-        message = last_error_line(errfile.read().decode(errors="replace")) if code else read_error
+        stderr = errfile.read().decode(errors="replace")
+        raise_if_disk_full(stderr)
+        message = last_error_line(stderr) if code else read_error
         yield CellFailure(rnd.cells, "ffmpeg_error", message)
         return False
+
+
+def raise_if_disk_full(stderr: str) -> None:
+    """ffmpeg failed because the disk is full: stop the run (resumable) instead of blaming the sample."""
+    if "No space left on device" in stderr:
+        raise DiskSpaceError("The disk is full (ffmpeg: No space left on device). Free space, then run the same "
+                             "command again to resume.")
+
+
+def _check_cache(folder: Path, limit: int | None, source: Path) -> None:
+    if limit is None:
+        return
+    used = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    if used > limit:
+        raise DiskSpaceError(f"Intermediate files of {source.name} take {used / 1e6:.1f} MB, more than --cache-limit "
+                             f"{limit / 1e6:.1f} MB. Raise --cache-limit, then run the same command again to resume.")
 
 
 def _read_nut(stream, cells: Sequence[str], indices: Sequence[int] | None) -> Iterator[SampledFrame]:
     import av
 
     counts = [0] * len(cells)
-    with av.open(stream, format="nut", mode="r") as container:
+    # FFmpeg's own pipe protocol reads the descriptor in C. A Python file object would make PyAV call back
+    # into Python for every read, and PyAV swallows exceptions raised there, Ctrl-C's KeyboardInterrupt included.
+    with av.open(f"pipe:{stream.fileno()}", format="nut", mode="r") as container:
         for packet in container.demux():
             if packet.size == 0:
                 continue
@@ -271,13 +323,22 @@ def _read_nut(stream, cells: Sequence[str], indices: Sequence[int] | None) -> It
                     yield SampledFrame(cells[k], index, frame.to_ndarray(format="rgb24"))
 
 
+def copy_path(path: Path, plan: CellPlan, media: str) -> Path:
+    """Where the copy of `path` for `plan` goes: the same name, except filtered images, which become PNG."""
+    suffix = STORAGE[media].copy_suffix
+    clean = all(isinstance(s, FilterStep) and s.expr == "null" for s in plan.steps)
+    return path if suffix is None or clean else path.with_suffix(suffix)
+
+
 def write_copies(
     source: Path, plans: Sequence[CellPlan], destinations: Mapping[str, Path], workdir: Path | None = None,
+    media: str = "video",
 ) -> dict[str, str]:
     """Write the full perturbed copy of `source` for every cell to `destinations[cell_id]`.
 
-    The clean cell (a chain of ``null`` filters only) is a byte copy. Filtered cells are stored as
-    lossless H.264 in yuv420p; compression cells as their encoder's own output.
+    The clean cell (a chain of ``null`` filters only) is a byte copy. Filtered video cells are stored as
+    lossless H.264 in yuv420p, filtered images as PNG (`copy_path` gives their names); compression cells
+    as their encoder's own output.
 
     Returns:
         cell id -> error message, for the cells that failed (empty when all succeeded).
@@ -294,10 +355,12 @@ def write_copies(
     with tempfile.TemporaryDirectory(prefix="dfbench-", dir=workdir) as tmp:
         round_no = 0
         while pending:
-            rnd = _plan_round(pending, None, Path(tmp), round_no, destinations)
+            rnd = _plan_round(pending, None, Path(tmp), round_no, destinations, STORAGE[media])
             result = subprocess.run(rnd.command(), stdin=subprocess.DEVNULL, capture_output=True, check=False)
             if result.returncode != 0:
-                message = last_error_line(result.stderr.decode(errors="replace"))
+                stderr = result.stderr.decode(errors="replace")
+                raise_if_disk_full(stderr)
+                message = last_error_line(stderr)
                 errors.update({cell: message for cell in rnd.cells})
                 break
             pending = rnd.continuations

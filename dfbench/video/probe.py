@@ -10,6 +10,12 @@ import numpy as np
 from dfbench.errors import MediaError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def media_of(path: str | Path) -> str:
+    """``image`` for image file suffixes, else ``video`` (the decoder decides what it really is)."""
+    return "image" if Path(path).suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,203 @@
+"""Nothing lost, nothing crashes: kills at random moments, Ctrl-C, ffmpeg dying, NaN scores, full disks.
+
+The kill test runs 3 trials by default; ``DFBENCH_LONG_FAULTS=1`` runs 20 (each bounded in time).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import dfbench.pipeline as pipeline
+from dfbench.api import run
+from dfbench.errors import DiskSpaceError
+from dfbench.pipeline import RunConfig
+
+CELLS = 13
+LONG = os.environ.get("DFBENCH_LONG_FAULTS") == "1"
+
+
+def _args(demo: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dfbench", "run", "--detector", "effb2", "--weights", "random", "--frames", "1",
+            "--dataset", str(demo / "manifest.csv"), "--split", "train", "--device", "cpu", "--precision", "fp32",
+            "--out", str(out), *extra]
+
+
+def _frames(db: Path) -> pd.DataFrame:
+    with sqlite3.connect(db) as con:
+        return pd.read_sql_query("SELECT sample_id, cell, frame, status, score FROM frames ORDER BY 1, 2, 3", con)
+
+
+def _tasks(db: Path) -> set[tuple[int, str, str]]:
+    if not db.exists():
+        return set()
+    with sqlite3.connect(db) as con:
+        return set(con.execute("SELECT rowid, sample_id, cell FROM tasks").fetchall())
+
+
+@pytest.fixture(scope="module")
+def reference(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """An uninterrupted run: the rows every interrupted run must end up with."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    subprocess.run(_args(small_demo, out), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    return _frames(out / "scores.sqlite")
+
+
+def test_same_command_twice_gives_identical_scores(small_demo: Path, reference: pd.DataFrame, tmp_path: Path):
+    subprocess.run(_args(small_demo, tmp_path / "again"), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    pd.testing.assert_frame_equal(_frames(tmp_path / "again" / "scores.sqlite"), reference, check_exact=True)
+    with sqlite3.connect(tmp_path / "again" / "scores.sqlite") as con:
+        seeds = con.execute("SELECT COUNT(DISTINCT seed) FROM tasks WHERE cell = 'noise_t-20'").fetchone()[0]
+    assert seeds == 6  # one derived seed per sample for the stochastic op, recorded
+
+
+def test_sigkill_at_random_moments_loses_and_recomputes_nothing(small_demo: Path, reference: pd.DataFrame,
+                                                                 tmp_path: Path):
+    rng = np.random.default_rng(2026)
+    out = tmp_path / "killed"
+    db = out / "scores.sqlite"
+    trials = 20 if LONG else 3
+    kills = 0
+    for _ in range(trials):
+        before = _tasks(db)
+        proc = subprocess.Popen(_args(small_demo, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 14.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=120)
+        after = _tasks(db)
+        assert before <= after, "a committed (sample, cell) was rewritten after a kill"
+        if len(after) == 6 * CELLS:
+            break
+    subprocess.run(_args(small_demo, out), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    final = _tasks(db)
+    assert len(final) == len({(s, c) for _, s, c in final}) == 6 * CELLS
+    assert kills >= 1
+    pd.testing.assert_frame_equal(_frames(db), reference, check_exact=True)
+
+
+def test_ctrl_c_says_where_to_resume_and_the_resumed_run_completes(small_demo: Path, reference: pd.DataFrame,
+                                                                   tmp_path: Path):
+    out = tmp_path / "interrupted"
+    # A background shell starts children with SIGINT ignored; give the run the default disposition a terminal has.
+    proc = subprocess.Popen(_args(small_demo, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_tasks(out / "scores.sqlite")) < CELLS:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    flat = " ".join(err.split())
+    assert proc.returncode == 130 and "Run the same command again to resume" in flat and "Traceback" not in err
+    subprocess.run(_args(small_demo, out), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    pd.testing.assert_frame_equal(_frames(out / "scores.sqlite"), reference, check_exact=True)
+
+
+def _fake_ffmpeg(tmp_path: Path, body: str) -> Path:
+    from dfbench.video.ffmpeg import ffmpeg_exe
+
+    script = tmp_path / "ffmpeg"
+    script.write_text(f"#!/bin/sh\nREAL='{ffmpeg_exe()}'\n{body}\nexec \"$REAL\" \"$@\"\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_ffmpeg_dying_on_one_sample_is_a_status_and_the_run_completes(small_demo: Path, tmp_path: Path):
+    script = _fake_ffmpeg(tmp_path, 'case "$*" in *real/clip_001*) kill -9 $$ ;; esac')
+    env = {**os.environ, "DFBENCH_FFMPEG": str(script)}
+    out = tmp_path / "run"
+    result = subprocess.run(_args(small_demo, out), env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(out / "scores.sqlite") as con:
+        statuses = dict(con.execute("SELECT sample_id, GROUP_CONCAT(DISTINCT status) FROM tasks GROUP BY 1"))
+    assert statuses.pop("real/clip_001") == "ffmpeg_error"
+    assert set(statuses.values()) == {"ok"}
+
+
+def test_a_full_disk_stops_cleanly_and_the_run_resumes(small_demo: Path, reference: pd.DataFrame, tmp_path: Path):
+    script = _fake_ffmpeg(tmp_path, 'case "$*" in *libx264*) echo "Error: No space left on device" >&2; exit 1 ;; esac')
+    out = tmp_path / "run"
+    env = {**os.environ, "DFBENCH_FFMPEG": str(script)}
+    result = subprocess.run(_args(small_demo, out), env=env, capture_output=True, text=True, timeout=900)
+    flat = " ".join(result.stderr.split())
+    assert result.returncode == 1 and "disk is full" in flat and "Traceback" not in result.stderr
+    assert _tasks(out / "scores.sqlite") == set()
+    subprocess.run(_args(small_demo, out), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    pd.testing.assert_frame_equal(_frames(out / "scores.sqlite"), reference, check_exact=True)
+
+
+def test_cache_limit_stops_cleanly_and_a_larger_limit_resumes(small_demo: Path, reference: pd.DataFrame,
+                                                              tmp_path: Path):
+    out = tmp_path / "run"
+    result = subprocess.run(_args(small_demo, out, "--cache-limit", "1K"), capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 1 and "--cache-limit" in result.stderr and "Traceback" not in result.stderr
+    subprocess.run(_args(small_demo, out, "--cache-limit", "1G"), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    pd.testing.assert_frame_equal(_frames(out / "scores.sqlite"), reference, check_exact=True)
+
+
+def test_too_little_free_disk_stops_before_any_sample(small_demo: Path, tmp_path: Path):
+    config = RunConfig(detector="effb2", weights="random", frames=1, dataset=str(small_demo / "manifest.csv"),
+                       out=tmp_path / "run", device="cpu", precision="fp32", min_free_bytes=10**18)
+    with pytest.raises(DiskSpaceError, match="Free space, then run the same command again"):
+        run(config)
+
+
+def test_nan_and_infinite_scores_become_bad_score_rows(small_demo: Path, tmp_path: Path, monkeypatch):
+    original = pipeline.get_detector
+
+    def broken(key: str):
+        adapter = original(key)
+        predict = adapter.predict
+
+        def poisoned(faces: torch.Tensor) -> torch.Tensor:
+            scores = predict(faces).clone()
+            scores[::3] = float("nan")
+            scores[1::3] = float("inf")
+            return scores
+
+        adapter.predict = poisoned  # type: ignore[method-assign]
+        return adapter
+
+    monkeypatch.setattr(pipeline, "get_detector", broken)
+    config = RunConfig(detector="effb2", weights="random", frames=1, dataset=str(small_demo / "manifest.csv"),
+                       out=tmp_path / "run", device="cpu", precision="fp32", batch_size=64)
+    summary = run(config)
+    frames = _frames(tmp_path / "run" / "scores.sqlite")
+    assert set(frames["status"]) >= {"ok", "bad_score"}
+    assert frames.loc[frames["status"] == "bad_score", "score"].isna().all()
+    assert (summary.results.results["n_errors"] > 0).any()
+
+
+def test_two_processes_writing_one_store_never_corrupt_it(tmp_path: Path):
+    db = tmp_path / "scores.sqlite"
+    code = """
+import sys
+import pandas as pd
+from dfbench.store import FrameRow, ScoreStore, TaskRow
+run = sys.argv[1]
+store = ScoreStore(sys.argv[2])
+store.register_run(run, {}, {"identity": {}}, pd.DataFrame(columns=["sample_id", "label", "path", "split", "method",
+                   "group"]), [])
+for i in range(150):
+    store.write_sample(run, [FrameRow(f"s{i}", "c", f, "ok", f / 10, 1) for f in range(8)],
+                       [TaskRow(f"s{i}", "c", "ok", "", 8, 0.0)])
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code, name, str(db)]) for name in ("a", "b")]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        counts = dict(con.execute("SELECT run_id, COUNT(*) FROM frames GROUP BY run_id"))
+    assert counts == {"a": 1200, "b": 1200}
