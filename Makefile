@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.dfbench-installed
 
-.PHONY: install demo test lint bench demo-weights clean
+.PHONY: install demo test test-slow lint bench demo-weights clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ lint: $(STAMP)
 	$(BIN)/mypy dfbench
 
 test: lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --doctest-modules dfbench tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --doctest-modules -m "not slow" dfbench tests
+
+# The long tests: 20 random kills, the report rendered in headless Chromium (Debian's chromium package).
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m slow tests
 
 # Reproduces dfbench/detectors/weights/effb2_demo.pt (the recipe of `dfbench train`, on the demo train split).
 demo-weights: $(STAMP)

@@ -18,7 +18,8 @@ import pandas as pd
 from dfbench.errors import StoreError
 from dfbench.perturbations import format_level
 from dfbench.pipeline import Prepared, ProgressFn, RunConfig, execute, prepare
-from dfbench.reports import RunResults, load_run, matrix, write_outputs
+from dfbench.reports import write_outputs
+from dfbench.results import Results, load_results
 from dfbench.store import STORE_NAME, FolderLock, ScoreStore
 
 
@@ -28,7 +29,7 @@ class RunSummary:
 
     out: Path
     run_id: str
-    results: RunResults
+    results: Results
     files: dict[str, Path]
     stages: dict[str, dict[str, float]]
     seconds: float
@@ -38,7 +39,7 @@ class RunSummary:
 
     def matrix(self, metric: str = "auc") -> pd.DataFrame:
         """The Table-I style matrix (video level) for ``auc`` or ``acc``."""
-        return matrix([self.results], metric)
+        return self.results.matrix(metric)
 
 
 def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = None,
@@ -66,10 +67,10 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
             n_resumed = len({s for s, _ in store.finished(prep.run_id)})
             (out / "run.json").write_text(json.dumps({"run_id": prep.run_id, **prep.provenance}, indent=2))
             clock = execute(prep, store, on_progress)
-            results = load_run(store, prep.run_id)
-            files = write_outputs(results, out)
         finally:
             store.close()
+        results = load_results(out)
+        files = write_outputs(results, out)
         seconds = time.perf_counter() - started
         record = {"run_id": prep.run_id, **prep.provenance,
                   "timing": {"seconds": round(seconds, 2), "stages": clock.report()}}
@@ -94,13 +95,4 @@ def _check_same_run(store: ScoreStore, prep: Prepared) -> None:
                      "use a new --out to keep both.")
 
 
-def load_results(run_dir: str | Path) -> RunResults:
-    """Metrics of the run stored in `run_dir`, recomputed from its score store without a model."""
-    store = ScoreStore(Path(run_dir) / STORE_NAME, readonly=True)
-    try:
-        ids = store.run_ids()
-        if not ids:
-            raise StoreError(f"{str(run_dir)!r} holds no run.")
-        return load_run(store, ids[-1])
-    finally:
-        store.close()
+__all__ = ["RunSummary", "load_results", "run"]

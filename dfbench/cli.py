@@ -147,7 +147,7 @@ def run(
         progress.stop()
     if summary.n_resumed:
         console.print(f"Resumed: {summary.n_resumed} samples were already scored in {out}.")
-    wide = [table_one([summary.results], "auc"), table_one([summary.results], "acc")]
+    wide = [table_one(summary.results, "auc"), table_one(summary.results, "acc")]
     if all(console.measure(t).maximum <= console.width for t in wide):
         for table in wide:
             console.print(table)
@@ -263,7 +263,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the split, the init and the batch order.")] = 0,
     device: DeviceOpt = "auto",
     save_dtype: Annotated[str, typer.Option(help="fp32 or fp16 weights in the saved file.")] = "fp32",
-    augment: Annotated[bool, typer.Option(help="Random flip and 80-100 % sub-crop of training crops.")] = True,
+    augment: Annotated[bool, typer.Option(help="Mirror half the training crops at random.")] = True,
 ) -> None:
     """Train a detector with the EfficientNet-B2 paper's recipe (AdamW, early stopping on validation loss).
 
@@ -279,6 +279,60 @@ def train(
     result = train_detector(config, log=lambda msg: console.print(msg, highlight=False))
     console.print(f"Best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4f}); "
                   f"wrote {out}", highlight=False)
+
+
+RunDirsArg = Annotated[list[Path], typer.Argument(help="Run folders (each holds a scores.sqlite).")]
+
+
+@app.command("leaderboard")
+@cli_errors
+def leaderboard_cmd(
+    run_dirs: RunDirsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Long leaderboard CSV to write.")] = Path("leaderboard.csv"),
+    wide: Annotated[Optional[Path], typer.Option(help="Also write the wide AUC matrix here.")] = None,  # noqa: UP045
+    predictions: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Also write per-video predictions (sample_id, label, detector, weights, op, level, score).")] = None,
+    threshold: Annotated[float, typer.Option(help="Threshold of acc, precision, recall, f1 ...")] = 0.5,
+    calibration: Annotated[str, typer.Option(
+        help="Rule for acc_cal's threshold, found on each run's clean cell: eer or fpr:<rate>.")] = "eer",
+    ci: Annotated[int, typer.Option(help="Bootstrap resamples (over videos) for 95 % intervals of auc and acc.")] = 0,
+) -> None:
+    """Merge runs into one long leaderboard CSV (stable schema; README "Leaderboards").
+
+    Example: dfbench leaderboard runs/effb2 runs/sbi -o leaderboard.csv --wide matrix.csv --ci 1000
+    """
+    from dfbench.reports import leaderboard, leaderboard_wide
+    from dfbench.reports import predictions as video_predictions
+    from dfbench.results import load_results
+
+    results = load_results(run_dirs)
+    long = leaderboard(results, threshold=threshold, calibration=calibration, ci=ci)
+    long.to_csv(out, index=False, float_format="%.6f")
+    console.print(f"Wrote {out} ({len(long)} rows, {results.runs.shape[0]} runs).", highlight=False)
+    if wide is not None:
+        leaderboard_wide(long).to_csv(wide, index=False, float_format="%.6f")
+        console.print(f"Wrote {wide}.", highlight=False)
+    if predictions is not None:
+        video_predictions(results).to_csv(predictions, index=False, float_format="%.6f")
+        console.print(f"Wrote {predictions}.", highlight=False)
+
+
+@app.command("report")
+@cli_errors
+def report_cmd(
+    run_dirs: RunDirsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="report.html (self-contained) or report.md.")] = Path(
+        "report.html"),
+) -> None:
+    """Write a report of one or more runs: AUC heatmap, degradation and ROC curves, failures, provenance.
+
+    Example: dfbench report runs/effb2 runs/sbi -o report.html
+    """
+    from dfbench.report_html import write_report
+    from dfbench.results import load_results
+
+    path = write_report(load_results(run_dirs), list(run_dirs), out)
+    console.print(f"Wrote {path}.", highlight=False)
 
 
 @data_app.command("demo")

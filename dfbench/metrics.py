@@ -1,112 +1,214 @@
-"""Metrics as pure functions on arrays, and the per-cell summary of a run's frame scores.
+"""Metrics as pure functions on arrays; each equals scikit-learn's where scikit-learn has one.
 
-Scores are P(fake) in [0, 1]; labels are 1 = fake, 0 = real. A sample is predicted fake when its score
-is at least the threshold.
+Scores are P(fake) in [0, 1]; labels are 1 = fake (the positive class), 0 = real. A sample is predicted
+fake when its score is at least the threshold. Inputs are never modified.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from dfbench.errors import ConfigError
 
+ArrayLike = Sequence[float] | np.ndarray
+AGGREGATIONS = ("mean", "median", "max", "vote")
 
-def _check(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+
+def _check(labels: ArrayLike, scores: ArrayLike, both: bool = False) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels)
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape or y.ndim != 1:
         raise ConfigError(f"labels and scores must be 1-D of equal length, got {y.shape} and {s.shape}.")
+    if len(y) == 0:
+        raise ConfigError("metrics of an empty set are undefined.")
     if not np.isin(y, (0, 1)).all():
         raise ConfigError("labels must be 0 (real) or 1 (fake).")
     if not np.isfinite(s).all():
         raise ConfigError("scores must be finite.")
-    return y.astype(np.int64), s
+    y = y.astype(np.int64)
+    if both and (y.sum() == 0 or y.sum() == len(y)):
+        raise ConfigError(f"this metric needs both classes; got {int(y.sum())} fake and {int(len(y) - y.sum())} real.")
+    return y, s
 
 
-def auc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
+def auc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve (ties count one half), equal to scikit-learn's `roc_auc_score`.
-
-    Raises:
-        ConfigError: the labels hold one class only.
 
     Example:
         >>> auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
         0.75
     """
-    y, s = _check(labels, scores)
+    y, s = _check(labels, scores, both=True)
     n_pos, n_neg = int(y.sum()), int((1 - y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ConfigError(f"AUC needs both classes; got {n_pos} fake and {n_neg} real.")
     ranks = pd.Series(s).rank(method="average").to_numpy()
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def accuracy(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
-             threshold: float = 0.5) -> float:
+def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FPR, TPR and thresholds at every distinct score, highest threshold first, starting at (0, 0).
+
+    Equal to scikit-learn's ``roc_curve(..., drop_intermediate=False)`` (whose first threshold is inf).
+    """
+    y, s = _check(labels, scores, both=True)
+    order = np.argsort(-s, kind="mergesort")
+    y_sorted, s_sorted = y[order], s[order]
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
+    tps = np.cumsum(y_sorted)[last]
+    fps = (last + 1) - tps
+    fpr = np.r_[0.0, fps / (len(y) - y.sum())]
+    tpr = np.r_[0.0, tps / y.sum()]
+    return fpr, tpr, np.r_[np.inf, s_sorted[last]]
+
+
+def eer(labels: ArrayLike, scores: ArrayLike) -> tuple[float, float]:
+    """Equal error rate and its threshold: the ROC point where FPR and FNR are closest (their mean there).
+
+    Example:
+        >>> eer([0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9])
+        (0.0, 0.7)
+    """
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    fnr = 1 - tpr
+    i = int(np.argmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2), float(thresholds[i])
+
+
+def average_precision(labels: ArrayLike, scores: ArrayLike) -> float:
+    """Average precision (step-wise area under precision-recall), equal to scikit-learn's."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    y = np.asarray(labels)
+    tps, fps = tpr * y.sum(), fpr * (len(y) - y.sum())
+    precision = np.divide(tps[1:], tps[1:] + fps[1:])
+    return float(np.sum(np.diff(tpr) * precision))
+
+
+def threshold_at_fpr(labels: ArrayLike, scores: ArrayLike, max_fpr: float) -> float:
+    """The lowest threshold whose false-positive rate on these samples is at most `max_fpr`."""
+    fpr, _, thresholds = roc_curve(labels, scores)
+    return float(thresholds[np.flatnonzero(fpr <= max_fpr)[-1]])
+
+
+def tpr_at_fpr(labels: ArrayLike, scores: ArrayLike, max_fpr: float = 0.01) -> float:
+    """The highest true-positive rate reachable with a false-positive rate of at most `max_fpr`."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(tpr[np.flatnonzero(fpr <= max_fpr)[-1]])
+
+
+def confusion(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> dict[str, int]:
+    """True/false positives and negatives, fake being positive, at `threshold` (fake when score >= it).
+
+    Example:
+        >>> confusion([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6])
+        {'tp': 1, 'fp': 1, 'tn': 1, 'fn': 1}
+    """
+    y, s = _check(labels, scores)
+    pred = s >= threshold
+    return {"tp": int((pred & (y == 1)).sum()), "fp": int((pred & (y == 0)).sum()),
+            "tn": int((~pred & (y == 0)).sum()), "fn": int((~pred & (y == 1)).sum())}
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else float("nan")
+
+
+def threshold_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, precision, recall (TPR), specificity (TNR), FPR and F1 at `threshold`, fake positive.
+
+    Undefined ratios (no predicted fakes for precision, no reals for specificity) are NaN, where
+    scikit-learn would warn and return 0.
+    """
+    c = confusion(labels, scores, threshold)
+    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+    return {"acc": (tp + tn) / (tp + fp + tn + fn), "precision": precision, "recall": recall,
+            "specificity": _ratio(tn, tn + fp), "fpr": _ratio(fp, fp + tn),
+            "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
+
+
+def accuracy(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> float:
     """Fraction of samples whose prediction (fake when score >= `threshold`) matches the label.
 
     Example:
         >>> accuracy([0, 1, 1], [0.2, 0.5, 0.4])
         0.6666666666666666
     """
-    y, s = _check(labels, scores)
-    if len(y) == 0:
-        raise ConfigError("accuracy of an empty set is undefined.")
-    return float(np.mean((s >= threshold).astype(np.int64) == y))
+    return threshold_metrics(labels, scores, threshold)["acc"]
 
 
-def video_scores(frames: pd.DataFrame, aggregation: str = "mean") -> pd.DataFrame:
-    """Aggregate frame scores to one score per (sample, cell) over frames with status ``ok``.
+def multiclass_metrics(labels: Sequence[int] | np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1 of argmax predictions over class probabilities (N x C), as scikit-learn's."""
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or len(p) != len(y) or len(y) == 0:
+        raise ConfigError(f"need N labels and N x C probabilities, got {y.shape} and {p.shape}.")
+    pred = p.argmax(axis=1)
+    f1s = []
+    for k in np.unique(np.r_[y, pred]):
+        tp = int(((pred == k) & (y == k)).sum())
+        f1s.append(_ratio(2 * tp, int((pred == k).sum()) + int((y == k).sum())))
+    return {"acc3": float((pred == y).mean()), "f1_macro3": float(np.mean(f1s))}
+
+
+def aggregate(scores: ArrayLike, how: str = "mean", threshold: float = 0.5) -> float:
+    """One video score from its frame scores: ``mean``, ``median``, ``max`` or ``vote`` (share of frames
+    at or above `threshold`, the MesoNet paper's video rule).
+
+    Example:
+        >>> aggregate([0.2, 0.9, 0.7], "vote")
+        0.6666666666666666
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if how not in AGGREGATIONS:
+        raise ConfigError(f"Unknown aggregation {how!r}; allowed: {', '.join(AGGREGATIONS)}.")
+    if how == "vote":
+        return float((s >= threshold).mean())
+    if how == "median":
+        return float(np.median(s))
+    return float(s.max() if how == "max" else s.mean())
+
+
+def bootstrap_ci(metric: Callable[[np.ndarray, np.ndarray], float], labels: np.ndarray, scores: np.ndarray,
+                 groups: np.ndarray | None = None, n: int = 1000, alpha: float = 0.05,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `metric`, resampling groups (videos), not rows (frames).
 
     Args:
-        frames: columns ``sample_id``, ``cell``, ``status``, ``score``.
-        aggregation: ``mean`` (the default of every seed paper that aggregates).
-
-    Returns:
-        columns ``sample_id``, ``cell``, ``score``, ``n_frames`` (scored frames); samples with no scored
-        frame in a cell are absent.
+        metric: f(labels, scores) -> float.
+        labels, scores: one row per frame or per video.
+        groups: the video of each row; None resamples rows. Resamples whose metric is undefined
+            (one class only) are skipped.
+        n: resamples; alpha: 0.05 gives a 95 % interval; seed: the bootstrap's generator seed.
     """
-    if aggregation != "mean":
-        raise ConfigError(f"Unknown aggregation {aggregation!r}; allowed: 'mean'.")
-    ok = frames[frames["status"] == "ok"]
-    grouped = ok.groupby(["sample_id", "cell"], sort=False)["score"]
-    return grouped.agg(score="mean", n_frames="size").reset_index()
+    y, s = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    g = np.arange(len(y)) if groups is None else np.asarray(groups)
+    uniq, inverse = np.unique(g, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(uniq))]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        pick = np.concatenate([members[k] for k in rng.integers(0, len(uniq), size=len(uniq))])
+        try:
+            values.append(metric(y[pick], s[pick]))
+        except ConfigError:
+            continue
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
 
 
-def cell_metrics(frames: pd.DataFrame, labels: pd.Series, cells: Sequence[str],
-                 aggregation: str = "mean") -> pd.DataFrame:
-    """AUC and accuracy at 0.5 per cell, at frame level and at video level.
+def corruption_error(errors: dict[str, float], reference: dict[str, float]) -> float:
+    """Mean corruption error (Hendrycks & Dietterich 2019): per operation, the detector's summed error over
+    its levels divided by the reference detector's, averaged over operations.
 
     Args:
-        frames: the store's frame rows (``sample_id``, ``cell``, ``status``, ``score``).
-        labels: label per sample id (index = sample_id).
-        cells: cell ids in report order.
+        errors, reference: error (for example 1 - AUC) per ``op`` -> summed over that op's levels.
 
-    Returns:
-        long table: ``cell``, ``metric`` (auc, acc), ``aggregation`` (frame or the video aggregation),
-        ``value`` (NaN when a class is missing), ``n_videos``, ``n_frames``, ``n_no_face``.
+    Example:
+        >>> corruption_error({"blur": 0.3, "noise": 0.2}, {"blur": 0.6, "noise": 0.2})
+        0.75
     """
-    videos = video_scores(frames, aggregation)
-    rows = []
-    for cell in cells:
-        f = frames[frames["cell"] == cell]
-        ok = f[f["status"] == "ok"]
-        v = videos[videos["cell"] == cell]
-        common = {"cell": cell, "n_videos": int(len(v)), "n_frames": int(len(ok)),
-                  "n_no_face": int((f["status"] == "no_face").sum())}
-        for agg, table in (("frame", ok), (aggregation, v)):
-            y = labels.reindex(table["sample_id"]).to_numpy()
-            s = table["score"].to_numpy()
-            rows.append({**common, "metric": "auc", "aggregation": agg, "value": _safe(auc, y, s)})
-            rows.append({**common, "metric": "acc", "aggregation": agg, "value": _safe(accuracy, y, s)})
-    return pd.DataFrame(rows)
-
-
-def _safe(fn, y: np.ndarray, s: np.ndarray) -> float:
-    try:
-        return fn(y, s)
-    except ConfigError:
-        return float("nan")
+    ratios = [errors[op] / reference[op] for op in errors if op in reference and reference[op] > 0]
+    return float(np.mean(ratios)) if ratios else float("nan")

@@ -8,6 +8,7 @@ sample's rows to the store in one transaction.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import time
@@ -209,7 +210,7 @@ def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], 
             continue
         for index in indices:
             n_faces = seen.get((cell.id, index))
-            frames.append(_frame_row(sample_id, cell.id, index, n_faces, scores.get((cell.id, index))))
+            frames.append(_frame_row(sample_id, cell.id, index, n_faces, scores.get((cell.id, index), (None, None))))
         tasks.append(TaskRow(sample_id, cell.id, "ok", "", len(indices), elapsed, seeds[cell.id]))
     return frames, tasks
 
@@ -223,14 +224,16 @@ def check_free_space(folder: Path, min_free: int) -> None:
                              "resume.")
 
 
-def _frame_row(sample_id: str, cell: str, index: int, n_faces: int | None, score: float | None) -> FrameRow:
+def _frame_row(sample_id: str, cell: str, index: int, n_faces: int | None,
+               scored: tuple[float | None, str | None]) -> FrameRow:
+    score, probs = scored
     if n_faces is None:
         return FrameRow(sample_id, cell, index, "missing_frame", None, 0)
     if n_faces == 0:
         return FrameRow(sample_id, cell, index, "no_face", None, 0)
     if score is None or not np.isfinite(score) or not 0.0 <= score <= 1.0:
         return FrameRow(sample_id, cell, index, "bad_score", None, n_faces)
-    return FrameRow(sample_id, cell, index, "ok", float(score), n_faces)
+    return FrameRow(sample_id, cell, index, "ok", float(score), n_faces, probs)
 
 
 def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], path: Path, indices: list[int],
@@ -266,19 +269,25 @@ def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], pat
     return crops, owners, seen, failures
 
 
+FrameScore = tuple[float, "str | None"]
+
+
 def _infer(adapter: DetectorAdapter, crops: list[np.ndarray], owners: list[tuple[str, int]],
-           failures: dict[str, str], batch_size: int, clock: StageClock) -> dict[tuple[str, int], float]:
-    """Score the crops in batches; a frame's score is the max over its faces (one face unless the card asks)."""
+           failures: dict[str, str], batch_size: int, clock: StageClock) -> dict[tuple[str, int], FrameScore]:
+    """Score the crops in batches. A frame's score is the max over its faces (one face unless the card asks),
+    with the class probabilities of that face (JSON) for adapters that have classes."""
     import torch
 
     keep = [i for i, (cell, _) in enumerate(owners) if cell not in failures]
     started = time.perf_counter()
-    per_face: dict[tuple[str, int], list[float]] = defaultdict(list)
+    per_face: dict[tuple[str, int], list[FrameScore]] = defaultdict(list)
     for start in range(0, len(keep), batch_size):
         batch_ids = keep[start:start + batch_size]
         batch = torch.from_numpy(np.stack([crops[i] for i in batch_ids])).permute(0, 3, 1, 2).float().div_(255)
-        for i, value in zip(batch_ids, adapter.predict(batch).tolist(), strict=True):
-            per_face[owners[i]].append(value)
+        scores, probs = adapter.predict_all(batch)
+        for j, i in enumerate(batch_ids):
+            per_face[owners[i]].append((float(scores[j]), None if probs is None else json.dumps(probs[j].tolist())))
     clock.add("inference", time.perf_counter() - started, len(keep))
     # A non-finite score for any face makes the frame's score non-finite (reported as bad_score).
-    return {key: max(v) if np.isfinite(v).all() else float("nan") for key, v in per_face.items()}
+    return {key: max(v) if np.isfinite([s for s, _ in v]).all() else (float("nan"), None)
+            for key, v in per_face.items()}

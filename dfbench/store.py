@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS cells (
     run_id TEXT, cell TEXT, op TEXT, level TEXT, category TEXT, op_version INTEGER, position INTEGER,
     PRIMARY KEY (run_id, cell));
 CREATE TABLE IF NOT EXISTS frames (
-    run_id TEXT, sample_id TEXT, cell TEXT, frame INTEGER, status TEXT, score REAL, n_faces INTEGER,
+    run_id TEXT, sample_id TEXT, cell TEXT, frame INTEGER, status TEXT, score REAL, n_faces INTEGER, probs TEXT,
     PRIMARY KEY (run_id, sample_id, cell, frame));
 CREATE TABLE IF NOT EXISTS tasks (
     run_id TEXT, sample_id TEXT, cell TEXT, status TEXT, message TEXT, n_frames INTEGER, seconds REAL, seed INTEGER,
@@ -39,11 +39,14 @@ CREATE TABLE IF NOT EXISTS tasks (
 """
 
 STORE_NAME = "scores.sqlite"
+# Columns added after the first layout; older stores get them on open (ALTER TABLE ... ADD COLUMN).
+ADDED_COLUMNS = {"frames": {"probs": "TEXT"}, "tasks": {"seed": "INTEGER"}}
 
 
 @dataclass(frozen=True)
 class FrameRow:
-    """One scored (or failed) frame. `score` is P(fake) or None; `status` is ``ok`` or why not."""
+    """One scored (or failed) frame. `score` is P(fake) or None; `status` is ``ok`` or why not; `probs` holds
+    the class probabilities (JSON list) of detectors with more than two classes."""
 
     sample_id: str
     cell: str
@@ -51,6 +54,7 @@ class FrameRow:
     status: str
     score: float | None
     n_faces: int
+    probs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,17 @@ class ScoreStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
+                self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"Cannot open the score store {str(self.path)!r}: {exc}") from None
+
+    def _migrate(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            present = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        self.db.commit()
 
     def close(self) -> None:
         self.db.close()
@@ -161,8 +174,8 @@ class ScoreStore:
     def _write_sample(self, run_id: str, frames: Iterable[FrameRow], tasks: Iterable[TaskRow]) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, f.sample_id, f.cell, f.frame, f.status, f.score, f.n_faces) for f in frames])
+                "INSERT OR REPLACE INTO frames VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, f.sample_id, f.cell, f.frame, f.status, f.score, f.n_faces, f.probs) for f in frames])
             self.db.executemany(
                 "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, t.sample_id, t.cell, t.status, t.message, t.n_frames, t.seconds, t.seed) for t in tasks])

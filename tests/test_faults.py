@@ -1,11 +1,13 @@
 """Nothing lost, nothing crashes: kills at random moments, Ctrl-C, ffmpeg dying, NaN scores, full disks.
 
-The kill test runs 3 trials by default; ``DFBENCH_LONG_FAULTS=1`` runs 20 (each bounded in time).
+The kill test runs 3 trials in the default test run; its long version (20 trials, each bounded in time) is
+marked ``slow`` and runs with ``make test-slow``.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -25,7 +27,6 @@ from dfbench.errors import DiskSpaceError
 from dfbench.pipeline import RunConfig
 
 CELLS = 13
-LONG = os.environ.get("DFBENCH_LONG_FAULTS") == "1"
 
 
 def _args(demo: Path, out: Path, *extra: str) -> list[str]:
@@ -62,30 +63,50 @@ def test_same_command_twice_gives_identical_scores(small_demo: Path, reference: 
     assert seeds == 6  # one derived seed per sample for the stochastic op, recorded
 
 
-def test_sigkill_at_random_moments_loses_and_recomputes_nothing(small_demo: Path, reference: pd.DataFrame,
-                                                                 tmp_path: Path):
-    rng = np.random.default_rng(2026)
-    out = tmp_path / "killed"
+def _kill_trials(demo: Path, reference: pd.DataFrame, out: Path, trials: int, seed: int) -> dict[str, int]:
+    """Start, SIGKILL at a random moment and resume, `trials` times; then finish and compare with `reference`."""
+    rng = np.random.default_rng(seed)
     db = out / "scores.sqlite"
-    trials = 20 if LONG else 3
-    kills = 0
+    kills = rewritten = 0
     for _ in range(trials):
         before = _tasks(db)
-        proc = subprocess.Popen(_args(small_demo, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(_args(demo, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(2.0, 14.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=120)
-        after = _tasks(db)
-        assert before <= after, "a committed (sample, cell) was rewritten after a kill"
-        if len(after) == 6 * CELLS:
-            break
-    subprocess.run(_args(small_demo, out), check=True, stdout=subprocess.DEVNULL, timeout=900)
-    final = _tasks(db)
-    assert len(final) == len({(s, c) for _, s, c in final}) == 6 * CELLS
-    assert kills >= 1
-    pd.testing.assert_frame_equal(_frames(db), reference, check_exact=True)
+        rewritten += len(before - _tasks(db))
+        if len(_tasks(db)) == 6 * CELLS:
+            shutil.rmtree(out)  # finished before the kill: start over so every trial interrupts real work
+    subprocess.run(_args(demo, out), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    final, frames = _tasks(db), _frames(db)
+    merged = frames.merge(reference, on=["sample_id", "cell", "frame"], how="outer", suffixes=("", "_ref"),
+                          indicator=True)
+    both = merged["_merge"] == "both"
+    changed = both & (merged["score"].fillna(-1) != merged["score_ref"].fillna(-1))
+    report = {"trials": trials, "kills": kills, "rewritten": rewritten,
+              "duplicates": len(final) - len({(s, c) for _, s, c in final}),
+              "lost": int((merged["_merge"] == "right_only").sum()),
+              "extra": int((merged["_merge"] == "left_only").sum()), "changed": int(changed.sum())}
+    print(f"\nkill trials: {report}")
+    return report
+
+
+def test_sigkill_at_random_moments_loses_and_recomputes_nothing(small_demo: Path, reference: pd.DataFrame,
+                                                                 tmp_path: Path):
+    report = _kill_trials(small_demo, reference, tmp_path / "killed", trials=3, seed=2026)
+    assert report["kills"] >= 1
+    assert report["rewritten"] == report["duplicates"] == report["lost"] == report["extra"] == report["changed"] == 0
+    pd.testing.assert_frame_equal(_frames(tmp_path / "killed" / "scores.sqlite"), reference, check_exact=True)
+
+
+@pytest.mark.slow
+def test_twenty_kills_at_random_moments_lose_and_recompute_nothing(small_demo: Path, reference: pd.DataFrame,
+                                                                   tmp_path: Path):
+    report = _kill_trials(small_demo, reference, tmp_path / "killed", trials=20, seed=7)
+    assert report["kills"] >= 15
+    assert report["rewritten"] == report["duplicates"] == report["lost"] == report["extra"] == report["changed"] == 0
 
 
 def test_ctrl_c_says_where_to_resume_and_the_resumed_run_completes(small_demo: Path, reference: pd.DataFrame,
@@ -160,15 +181,16 @@ def test_nan_and_infinite_scores_become_bad_score_rows(small_demo: Path, tmp_pat
 
     def broken(key: str):
         adapter = original(key)
-        predict = adapter.predict
+        predict_all = adapter.predict_all
 
-        def poisoned(faces: torch.Tensor) -> torch.Tensor:
-            scores = predict(faces).clone()
+        def poisoned(faces: torch.Tensor):
+            scores, probs = predict_all(faces)
+            scores = scores.clone()
             scores[::3] = float("nan")
             scores[1::3] = float("inf")
-            return scores
+            return scores, probs
 
-        adapter.predict = poisoned  # type: ignore[method-assign]
+        adapter.predict_all = poisoned  # type: ignore[method-assign]
         return adapter
 
     monkeypatch.setattr(pipeline, "get_detector", broken)

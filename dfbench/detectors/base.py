@@ -243,6 +243,16 @@ class DetectorAdapter:
         with torch.no_grad():
             return self.scores(output).float().cpu().reshape(-1)
 
+    def predict_all(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """P(fake) and, for adapters that declare classes, the class probabilities, from one forward pass."""
+        import torch
+
+        output = self.forward(faces)
+        with torch.no_grad():
+            scores = self.scores(output).float().cpu().reshape(-1)
+            probs = self.class_probabilities(output).float().cpu() if self.card.classes else None
+        return scores, probs
+
     def predict_classes(self, faces: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N x len(card.classes)) on the CPU, for adapters that declare classes."""
         import torch

@@ -1,0 +1,282 @@
+"""The results API: every number of one or many runs, recomputed from their score stores (no model needed).
+
+Example:
+    >>> import dfbench
+    >>> res = dfbench.load_results(["runs/effb2", "runs/sbi"])        # doctest: +SKIP
+    >>> res.matrix("auc")                                               # doctest: +SKIP
+    >>> res.with_ci("auc").head()                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dfbench import metrics as M
+from dfbench.errors import ConfigError, StoreError
+from dfbench.store import STORE_NAME, ScoreStore
+
+CLEAN = "clean"
+THREE_CLASSES = ("DM", "GAN", "REAL")
+RUN_KEYS = ["run_id", "detector", "weights"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How the frozen threshold of ``acc_cal`` is chosen on the clean cell: at the EER point, or at the
+    lowest threshold with FPR <= `max_fpr`."""
+
+    rule: str = "eer"
+    max_fpr: float = 0.05
+
+    @classmethod
+    def parse(cls, text: str) -> Calibration:
+        """``eer`` or ``fpr:0.05``."""
+        if text == "eer":
+            return cls()
+        if text.startswith("fpr:"):
+            return cls("fpr", float(text[4:]))
+        raise ConfigError(f"Unknown calibration {text!r}; use 'eer' or 'fpr:<rate>' (e.g. fpr:0.05).")
+
+    def threshold(self, labels: np.ndarray, scores: np.ndarray) -> float:
+        if self.rule == "eer":
+            return M.eer(labels, scores)[1]
+        return M.threshold_at_fpr(labels, scores, self.max_fpr)
+
+
+class Results:
+    """Frame rows of one or more runs with their provenance; every table below derives from them.
+
+    Attributes:
+        frames: one row per (run, sample, cell, frame): run_id, detector, weights, dataset, suite, cell, op,
+            level, category, position, sample_id, label, method, group, frame, status, score, probs.
+        tasks: one row per (run, sample, cell) with its status and message.
+        runs: one row per run: run_id, detector, weights, weights_sha256, dataset, suite, aggregation,
+            provenance (dict).
+        cells: one row per (run, cell) of its suite, in suite order: run_id, detector, weights, dataset, cell,
+            op, level, category, position.
+    """
+
+    def __init__(self, frames: pd.DataFrame, tasks: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> None:
+        self.frames, self.tasks, self.runs, self.cells = frames, tasks, runs, cells
+
+    # -- videos ---------------------------------------------------------------------------------------------
+    def videos(self, aggregation: str | None = None) -> pd.DataFrame:
+        """One score per (run, sample, cell) from its frames with status ok; None uses each run's suite rule."""
+        ok = self.frames[self.frames["status"] == "ok"]
+        parts = []
+        for run_id, group in ok.groupby("run_id", sort=False):
+            how = aggregation or self.runs.set_index("run_id").loc[run_id, "aggregation"]
+            keys = ["run_id", "sample_id", "cell"]
+            agg = group.groupby(keys, sort=False)["score"].agg(lambda s, h=how: M.aggregate(s, h))
+            counts = group.groupby(keys, sort=False).size().rename("n_frames")
+            parts.append(pd.concat([agg, counts], axis=1).reset_index().assign(aggregation=how))
+        if not parts:
+            return pd.DataFrame(columns=["run_id", "sample_id", "cell", "score", "n_frames", "aggregation"])
+        videos = pd.concat(parts, ignore_index=True)
+        meta = self.frames.drop_duplicates(["run_id", "sample_id", "cell"])[
+            ["run_id", "sample_id", "cell", "detector", "weights", "dataset", "op", "level", "category", "position",
+             "label", "method"]]
+        return videos.merge(meta, on=["run_id", "sample_id", "cell"], how="left")
+
+    # -- metrics --------------------------------------------------------------------------------------------
+    def metrics(self, aggregations: Sequence[str] = ("frame", "suite"), threshold: float = 0.5,
+                calibration: str = "eer") -> pd.DataFrame:
+        """Every metric per (run, cell, aggregation), long format.
+
+        Args:
+            aggregations: ``frame`` (every scored frame), ``suite`` (each run's video rule), or a video rule
+                (``mean``, ``median``, ``max``, ``vote``).
+            threshold: the fixed threshold of acc, precision, recall, specificity, fpr and f1.
+            calibration: the rule for ``acc_cal``'s threshold, found on the clean cell of the same run and
+                aggregation and then frozen for every perturbed cell (``eer`` or ``fpr:<rate>``).
+
+        Returns:
+            columns run_id, detector, weights, dataset, cell, op, level, category, position, aggregation,
+            metric, value, change (value minus the clean cell's), n_videos, n_frames, n_no_face, n_errors.
+        """
+        rule = Calibration.parse(calibration)
+        tables = []
+        for agg in aggregations:
+            rows = self._rows(agg)
+            tables.append(_metric_table(rows, self.cells[CELL_KEYS], agg, threshold, rule))
+        long = pd.concat(tables, ignore_index=True)
+        counts = self._counts()
+        long = long.merge(counts, on=["run_id", "cell"], how="left")
+        clean = long[long["category"] == CLEAN].set_index(["run_id", "aggregation", "metric"])["value"]
+        keys = pd.MultiIndex.from_frame(long[["run_id", "aggregation", "metric"]])
+        long["change"] = long["value"].to_numpy() - clean.reindex(keys).to_numpy()
+        return long.sort_values(["run_id", "aggregation", "position", "metric"], kind="stable").reset_index(drop=True)
+
+    def _rows(self, aggregation: str) -> pd.DataFrame:
+        if aggregation == "frame":
+            rows = self.frames[self.frames["status"] == "ok"].copy()
+            return rows.assign(aggregation="frame", n=1)
+        videos = self.videos(None if aggregation == "suite" else aggregation)
+        return videos.assign(n=videos["n_frames"])
+
+    def _counts(self) -> pd.DataFrame:
+        f = self.frames
+        by = ["run_id", "cell"]
+        counts = pd.DataFrame({
+            "n_videos": f[f["status"] == "ok"].groupby(by)["sample_id"].nunique(),
+            "n_frames": f[f["status"] == "ok"].groupby(by).size(),
+            "n_no_face": f[f["status"] == "no_face"].groupby(by).size(),
+            "n_errors": f[~f["status"].isin(["ok", "no_face"])].groupby(by).size(),
+        })
+        failed = self.tasks[self.tasks["status"] != "ok"].groupby(by).size()
+        counts["n_errors"] = counts["n_errors"].add(failed, fill_value=0)
+        cells = self.cells[by].set_index(by)
+        counts = counts.reindex(cells.index.union(counts.index).union(failed.index)).fillna(0).astype(int)
+        return counts.reset_index()
+
+    # -- views ----------------------------------------------------------------------------------------------
+    def matrix(self, metric: str = "auc", aggregation: str = "suite", percent: bool = False) -> pd.DataFrame:
+        """Table-I layout: one row per (detector, weights, dataset), one column per cell, then the mean per
+        category and ``avg`` over all perturbed cells."""
+        table = self.metrics([aggregation])
+        table = table[table["metric"] == metric]
+        order = table.drop_duplicates("cell").sort_values("position")["cell"].tolist()
+        wide = table.pivot_table(index=["detector", "weights", "dataset"], columns="cell", values="value",
+                                 aggfunc="first")[order]
+        cats = self.by_category(metric, aggregation)
+        wide = wide.join(cats.set_index(["detector", "weights", "dataset"]))
+        return (wide * 100 if percent else wide).reset_index()
+
+    def by_category(self, metric: str = "auc", aggregation: str = "suite") -> pd.DataFrame:
+        """Mean of `metric` over the cells of each category (``avg_<category>``) and over all perturbed cells."""
+        table = self.metrics([aggregation])
+        table = table[(table["metric"] == metric) & (table["category"] != CLEAN)]
+        keys = ["detector", "weights", "dataset"]
+        per_cat = table.pivot_table(index=keys, columns="category", values="value", aggfunc="mean", sort=False)
+        per_cat.columns = [f"avg_{c}" for c in per_cat.columns]
+        per_cat["avg"] = table.groupby(keys)["value"].mean()
+        return per_cat.reset_index()
+
+    def with_ci(self, metric: str = "auc", aggregation: str = "suite", n: int = 1000, alpha: float = 0.05,
+                seed: int = 0) -> pd.DataFrame:
+        """`metric` per (run, cell) with a percentile bootstrap interval that resamples videos, not frames."""
+        fn = {"auc": M.auc, "acc": M.accuracy, "ap": M.average_precision, "eer": lambda y, s: M.eer(y, s)[0],
+              "tpr_at_1fpr": M.tpr_at_fpr}.get(metric)
+        if fn is None:
+            raise ConfigError(f"with_ci supports auc, acc, ap, eer, tpr_at_1fpr; got {metric!r}.")
+        rows = self._rows(aggregation)
+        out = []
+        for (run_id, cell), g in rows.groupby(["run_id", "cell"], sort=False):
+            y, s = g["label"].to_numpy(), g["score"].to_numpy()
+            lo, hi = M.bootstrap_ci(fn, y, s, groups=g["sample_id"].to_numpy(), n=n, alpha=alpha, seed=seed)
+            value = _safe(fn, y, s)
+            out.append({"run_id": run_id, "detector": g["detector"].iloc[0], "weights": g["weights"].iloc[0],
+                        "cell": cell, "category": g["category"].iloc[0], "position": g["position"].iloc[0],
+                        "metric": metric, "aggregation": g["aggregation"].iloc[0], "value": value,
+                        "ci_low": lo, "ci_high": hi, "n_videos": g["sample_id"].nunique()})
+        return pd.DataFrame(out).sort_values(["run_id", "position"]).reset_index(drop=True)
+
+    def mce(self, reference: str, metric: str = "auc", aggregation: str = "suite") -> pd.DataFrame:
+        """Mean corruption error of each run against the run of detector `reference` (error = 1 - metric)."""
+        table = self.metrics([aggregation])
+        table = table[(table["metric"] == metric) & (table["category"] != CLEAN)]
+        errors = (1 - table["value"]).groupby([table["run_id"], table["op"]]).sum()
+        ref_runs = self.runs[self.runs["detector"] == reference]["run_id"]
+        if ref_runs.empty:
+            raise ConfigError(f"No run of reference detector {reference!r}; runs: {', '.join(self.runs['detector'])}.")
+        ref = errors.loc[ref_runs.iloc[0]].to_dict()
+        rows = [{"run_id": r, "detector": d, "weights": w, "mce": M.corruption_error(errors.loc[r].to_dict(), ref)}
+                for r, d, w in self.runs[RUN_KEYS].itertuples(index=False)]
+        return pd.DataFrame(rows)
+
+
+def _safe(fn, y: np.ndarray, s: np.ndarray) -> float:
+    try:
+        return float(fn(y, s))
+    except ConfigError:
+        return float("nan")
+
+
+CELL_KEYS = ["run_id", "detector", "weights", "dataset", "cell", "op", "level", "category", "position"]
+
+
+def _metric_table(rows: pd.DataFrame, cells: pd.DataFrame, aggregation: str, threshold: float,
+                  rule: Calibration) -> pd.DataFrame:
+    """All metrics of every cell of `cells` (one row per run and cell) over `rows` (frame or video rows with
+    label and score); a cell without scored rows gets NaN values, so every cell appears in every table."""
+    out: list[dict] = []
+    groups = {key: g for key, g in rows.groupby(["run_id", "cell"], sort=False)}
+    for run_id, run_cells in cells.groupby("run_id", sort=False):
+        clean = rows[(rows["run_id"] == run_id) & (rows["category"] == CLEAN)]
+        cal = _safe(rule.threshold, clean["label"].to_numpy(), clean["score"].to_numpy()) if len(clean) else np.nan
+        for cell in run_cells.itertuples(index=False):
+            g = groups.get((run_id, cell.cell), rows.iloc[0:0])
+            y, s = g["label"].to_numpy(), g["score"].to_numpy()
+            values = _all_metrics(y, s, threshold, cal)
+            values.update(_three_class(g))
+            agg = "frame" if aggregation == "frame" else (g["aggregation"].iloc[0] if len(g) else aggregation)
+            base = {**cell._asdict(), "aggregation": agg}
+            out.extend({**base, "metric": k, "value": v} for k, v in values.items())
+    return pd.DataFrame(out)
+
+
+def _all_metrics(y: np.ndarray, s: np.ndarray, threshold: float, calibrated: float) -> dict[str, float]:
+    values = {"auc": _safe(M.auc, y, s), "ap": _safe(M.average_precision, y, s),
+              "eer": _safe(lambda a, b: M.eer(a, b)[0], y, s), "tpr_at_1fpr": _safe(M.tpr_at_fpr, y, s)}
+    nan = float("nan")
+    values.update(M.threshold_metrics(y, s, threshold) if len(y) else dict.fromkeys(
+        ("acc", "precision", "recall", "specificity", "fpr", "f1"), nan))
+    values["acc_cal"] = M.accuracy(y, s, calibrated) if len(y) and np.isfinite(calibrated) else nan
+    return values
+
+
+def _three_class(rows: pd.DataFrame) -> dict[str, float]:
+    """3-class accuracy and macro F1 where frames carry DM/GAN/REAL probabilities and samples a DM/GAN method."""
+    if "probs" not in rows or rows["probs"].isna().all():
+        return {}
+    target = np.where(rows["label"] == 0, "REAL", rows["method"].astype(str).str.upper())
+    known = np.isin(target, THREE_CLASSES) & rows["probs"].notna().to_numpy()
+    if not known.any():
+        return {}
+    probs = np.stack([np.asarray(json.loads(p)) if isinstance(p, str) else np.asarray(p)
+                      for p in rows["probs"][known]])
+    labels = np.array([THREE_CLASSES.index(t) for t in target[known]])
+    return M.multiclass_metrics(labels, probs)
+
+
+def load_results(run_dirs: str | Path | Sequence[str | Path]) -> Results:
+    """The results of the runs stored in `run_dirs` (one folder or several), from their score stores."""
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    frames, tasks, runs, cells = [], [], [], []
+    for folder in dirs:
+        store = ScoreStore(Path(folder) / STORE_NAME, readonly=True)
+        try:
+            ids = store.run_ids()
+            if not ids:
+                raise StoreError(f"{str(folder)!r} holds no run.")
+            for run_id in ids:
+                f, t, r, c = _read_run(store, run_id)
+                frames.append(f)
+                tasks.append(t)
+                runs.append(r)
+                cells.append(c)
+        finally:
+            store.close()
+    return Results(pd.concat(frames, ignore_index=True), pd.concat(tasks, ignore_index=True), pd.DataFrame(runs),
+                   pd.concat(cells, ignore_index=True))
+
+
+def _read_run(store: ScoreStore, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame, dict, pd.DataFrame]:
+    _, prov = store.run_info(run_id)
+    cells = store.table("cells", run_id)
+    samples = store.table("samples", run_id).rename(columns={"grp": "group"})
+    frames = store.table("frames", run_id)
+    frames = frames.merge(cells[["cell", "op", "level", "category", "position"]], on="cell", how="left")
+    frames = frames.merge(samples[["sample_id", "label", "method", "group"]], on="sample_id", how="left")
+    run = {"run_id": run_id, "detector": prov["detector"], "weights": prov["weights"],
+           "weights_sha256": prov["weights_sha256"], "dataset": prov["identity"]["dataset"],
+           "suite": prov["suite"]["name"], "aggregation": prov["suite"]["aggregation"], "provenance": prov}
+    frames = frames.assign(**{k: run[k] for k in ("detector", "weights", "dataset", "suite")})
+    cells = cells.sort_values("position").assign(**{k: run[k] for k in ("detector", "weights", "dataset")})
+    return frames, store.table("tasks", run_id), run, cells

@@ -1,0 +1,131 @@
+"""The results API, leaderboards, predictions and the HTML/Markdown report, on two real runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from dfbench.api import run
+from dfbench.pipeline import RunConfig
+from dfbench.reports import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
+from dfbench.results import load_results
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("runs")
+    dirs = []
+    for detector in ("effb2", "meso4"):
+        config = RunConfig(detector=detector, weights="random", frames=2, dataset=str(small_demo / "manifest.csv"),
+                           split="train", out=root / detector, device="cpu", precision="fp32")
+        run(config)
+        dirs.append(root / detector)
+    return dirs
+
+
+def test_results_recompute_video_auc_from_the_store(two_runs: list[Path]):
+    res = load_results(two_runs)
+    assert sorted(res.runs["detector"]) == ["effb2", "meso4"]
+    videos = res.videos()
+    clean = videos[(videos["detector"] == "effb2") & (videos["cell"] == "none-0")]
+    expected = roc_auc_score(clean["label"], clean["score"])
+    table = res.metrics(("suite",))
+    got = table[(table["detector"] == "effb2") & (table["cell"] == "none-0") & (table["metric"] == "auc")]["value"]
+    assert got.item() == pytest.approx(expected)
+    frames = res.frames[(res.frames["detector"] == "effb2") & (res.frames["status"] == "ok")]
+    per_video = frames.groupby(["sample_id", "cell"])["score"].mean()
+    merged = videos[videos["detector"] == "effb2"].set_index(["sample_id", "cell"])["score"]
+    np.testing.assert_allclose(merged.sort_index().to_numpy(), per_video.sort_index().to_numpy())
+
+
+def test_matrix_categories_ci_and_mce(two_runs: list[Path]):
+    res = load_results(two_runs)
+    matrix = res.matrix("auc")
+    assert len(matrix) == 2 and {"none-0", "avg_compression", "avg_filter", "avg"} <= set(matrix.columns)
+    cats = res.by_category("auc")
+    assert set(cats["detector"]) == {"effb2", "meso4"}
+    ci = res.with_ci("auc", n=200)
+    finite = ci.dropna(subset=["ci_low", "value"])
+    assert ((finite["ci_low"] <= finite["value"] + 1e-9) & (finite["value"] <= finite["ci_high"] + 1e-9)).all()
+    mce = res.mce("effb2").set_index("detector")["mce"]
+    assert mce["effb2"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("how", ["median", "max", "vote"])
+def test_video_aggregations_follow_their_rule(two_runs: list[Path], how: str):
+    res = load_results(two_runs[0])
+    ok = res.frames[res.frames["status"] == "ok"]
+    rule = {"median": np.median, "max": np.max, "vote": lambda s: np.mean(np.asarray(s) >= 0.5)}[how]
+    expected = ok.groupby(["sample_id", "cell"])["score"].agg(rule).sort_index()
+    got = res.videos(how).set_index(["sample_id", "cell"])["score"].sort_index()
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy())
+
+
+def test_clean_calibrated_threshold_is_frozen_for_perturbed_cells(two_runs: list[Path]):
+    res = load_results(two_runs[0])
+    strict = res.metrics(("suite",), calibration="fpr:0.0")
+    loose = res.metrics(("suite",), calibration="eer")
+    pick = lambda t: t[t["metric"] == "acc_cal"].set_index("cell")["value"]  # noqa: E731
+    assert pick(strict).notna().any() and pick(loose).notna().any()
+
+
+def test_leaderboard_cli_writes_the_documented_schema(two_runs: list[Path], tmp_path: Path):
+    out = subprocess.run([sys.executable, "-m", "dfbench", "leaderboard", *map(str, two_runs), "-o",
+                          str(tmp_path / "lb.csv"), "--wide", str(tmp_path / "wide.csv"), "--predictions",
+                          str(tmp_path / "pred.csv"), "--ci", "50"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    long = pd.read_csv(tmp_path / "lb.csv")
+    assert list(long.columns) == LEADERBOARD_COLUMNS
+    assert set(long["detector"]) == {"effb2", "meso4"} and set(long["aggregation"]) == {"frame", "mean"}
+    assert long.loc[long["metric"] == "auc", "ci_low"].notna().any()
+    assert len(pd.read_csv(tmp_path / "wide.csv")) == 2
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred.columns) == PREDICTION_COLUMNS and set(pred["label"]) == {0, 1}
+
+
+def test_report_is_one_self_contained_html_file(two_runs: list[Path], tmp_path: Path):
+    out = subprocess.run([sys.executable, "-m", "dfbench", "report", *map(str, two_runs), "-o",
+                          str(tmp_path / "report.html")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / "report.html").read_text()
+    for title in ("AUC per operation", "Accuracy at 0.5", "Degradation curves", "ROC curves", "Failures per cell",
+                  "Provenance"):
+        assert f"<h2>{title}</h2>" in page
+    assert page.count("data:image/png;base64,") >= 3
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_markdown_report_writes_its_figures_beside_it(two_runs: list[Path], tmp_path: Path):
+    from dfbench.report_html import write_report
+
+    write_report(load_results(two_runs), two_runs, tmp_path / "report.md")
+    text = (tmp_path / "report.md").read_text()
+    assert "## AUC per operation" in text and "| category | cell |" in text
+    assert len(list((tmp_path / "report_files").glob("*.png"))) >= 3
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(two_runs: list[Path], tmp_path: Path):
+    from PIL import Image
+
+    from dfbench.report_html import write_report
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the slow tests need Debian's chromium package (apt-get install chromium)"
+    page = write_report(load_results(two_runs), two_runs, tmp_path / "report.html")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "AUC per operation" in dom.stdout and "ROC curves" in dom.stdout
+    shot = tmp_path / "shot.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 10, "the screenshot is blank"
