@@ -22,7 +22,7 @@ app = typer.Typer(
     help="Benchmark how robust deepfake detectors are to the processing real media goes through.\n\n"
          "Quick start: dfbench run --detector effb2 --suite video-ops   (the offline demo set and weights)",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Test sets: build the demo set.")
+data_app = typer.Typer(no_args_is_help=True, help="Test sets: check a dataset, build the demo set.")
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
@@ -333,6 +333,46 @@ def report_cmd(
 
     path = write_report(load_results(run_dirs), list(run_dirs), out)
     console.print(f"Wrote {path}.", highlight=False)
+
+
+@data_app.command("check")
+@cli_errors
+def data_check(
+    dataset: Annotated[str, typer.Argument(help="A folder, a manifest, or a layout spec (ffpp:ROOT?compression=c23, "
+                                                  "celebdf:ROOT, dfdc:ROOT, trueface:ROOT, deepfakebench:INDEX).")],
+    probe: Annotated[bool, typer.Option(help="Try to read every file.")] = True,
+) -> None:
+    """Validate a dataset and count its samples per split, method and label, without running a model.
+
+    Exits 1 when a row is invalid (duplicate id, bad label, missing file) or a file cannot be read.
+
+    Example: dfbench data check ffpp:/data/FaceForensics++?compression=c23
+    """
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from dfbench.data.check import check_dataset
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("reading files", total=None)
+        report = check_dataset(dataset, probe=probe,
+                               on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    table = Table(title=f"{report.dataset.name}: {len(report.dataset)} valid samples")
+    for col in report.counts.columns:
+        table.add_column(col, justify="right" if col == "samples" else "left")
+    for row in report.counts.itertuples(index=False):
+        table.add_row(*[str(v) if v != "" else "-" for v in row])
+    console.print(table)
+    for line in report.problems[:20] + report.unreadable[:20]:
+        err_console.print(f"[red]problem:[/] {line}", highlight=False)
+    hidden = len(report.problems) + len(report.unreadable) - min(20, len(report.problems)) - min(20,
+                                                                                                   len(report.unreadable))
+    if hidden > 0:
+        err_console.print(f"... and {hidden} more problems.")
+    if not report.ok:
+        err_console.print(f"{len(report.problems)} invalid rows, {len(report.unreadable)} unreadable files.")
+        raise typer.Exit(1)
+    console.print("No problems found.")
 
 
 @data_app.command("demo")

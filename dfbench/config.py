@@ -171,7 +171,8 @@ class SuiteConfig:
             raise ConfigError(f"copy_encoding {self.copy_encoding!r} is not supported; allowed: 'lossless'.")
 
     def check_media(self, media: str, example: str, count: int) -> None:
-        """Raise a ConfigError unless the suite and every op in it accept `media`."""
+        """Raise a ConfigError unless the suite and every op in it accept `media` (frame folders count as video)."""
+        media = "video" if media == "frames" else media
         if media not in self.media:
             raise ConfigError(f"Suite {self.name!r} accepts {', '.join(self.media)}; the dataset holds {count} "
                               f"{media} sample(s), e.g. {example!r}. Choose a suite for {media}s "

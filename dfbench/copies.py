@@ -15,6 +15,7 @@ import pandas as pd
 
 from dfbench.config import load_suite
 from dfbench.data import load_dataset
+from dfbench.errors import ConfigError
 from dfbench.perturbations import derive_seed
 from dfbench.video.engine import CellPlan, copy_path, write_copies
 from dfbench.video.probe import media_of
@@ -39,6 +40,9 @@ def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: s
     dataset = load_dataset(dataset_spec).select(split, limit)
     dataset.check_evaluable()
     for media, paths in dataset.media_groups().items():
+        if media == "frames":
+            raise ConfigError(f"dfbench perturb does not write copies of frame folders yet ({Path(paths[0]).name!r} "
+                              "and others); score them in process with dfbench run.")
         suite.check_media(media, Path(paths[0]).name, len(paths))
     out = Path(out)
     rows: dict[str, list[dict]] = {c.id: [] for c in suite.cells}

@@ -49,7 +49,7 @@ def heatmap_png(results: Results, metric: str = "auc") -> bytes:
     table = table[table["metric"] == metric]
     cells = table.drop_duplicates("cell").sort_values("position")
     runs = table.drop_duplicates("run_id")
-    grid = table.pivot_table(index="cell", columns="run_id", values="value", aggfunc="first")
+    grid = table.pivot_table(index="cell", columns="run_id", values="value", aggfunc="first", dropna=False)
     grid = grid.reindex(index=cells["cell"], columns=runs["run_id"]) * 100
     fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(runs), 0.9 + 0.38 * len(cells)))
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="RdYlGn", vmin=50, vmax=100, aspect="auto")
@@ -136,10 +136,11 @@ def _by_cell(results: Results, metric: str) -> pd.DataFrame:
     table = table[table["metric"] == metric].copy()
     table["run"] = [f"{d} [{w}]" for d, w in zip(table["detector"], table["weights"], strict=True)]
     wide = table.pivot_table(index=["position", "category", "cell"], columns="run", values="value", aggfunc="first",
-                             sort=False).sort_index(level="position") * 100
+                             sort=False, dropna=False).sort_index(level="position") * 100
     wide = wide.reset_index(level="position", drop=True)
     perturbed = table[table["category"] != CLEAN]
-    means = perturbed.pivot_table(index="category", columns="run", values="value", aggfunc="mean", sort=False) * 100
+    means = perturbed.pivot_table(index="category", columns="run", values="value", aggfunc="mean", sort=False,
+                                  dropna=False) * 100
     means.index = pd.MultiIndex.from_tuples([(c, "mean") for c in means.index], names=["category", "cell"])
     overall = perturbed.pivot_table(columns="run", values="value", aggfunc="mean") * 100
     overall.index = pd.MultiIndex.from_tuples([("all perturbed", "mean")], names=["category", "cell"])

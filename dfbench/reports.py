@@ -95,8 +95,8 @@ def leaderboard_wide(long: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     video = long[(long["metric"] == metric) & (long["aggregation"] != "frame")]
     order = video.drop_duplicates("cell")["cell"].tolist()
     keys = ["detector", "weights", "dataset", "suite"]
-    wide = video.pivot_table(index=keys, columns="cell", values="value", aggfunc="first")
-    wide = wide[[c for c in order if c in wide.columns]]
+    wide = video.pivot_table(index=keys, columns="cell", values="value", aggfunc="first", dropna=False)
+    wide = wide.reindex(columns=order)
     perturbed = video[video["category"] != CLEAN]
     wide["avg"] = perturbed.groupby(keys)["value"].mean()
     return wide.reset_index()

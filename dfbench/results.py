@@ -143,7 +143,7 @@ class Results:
         table = table[table["metric"] == metric]
         order = table.drop_duplicates("cell").sort_values("position")["cell"].tolist()
         wide = table.pivot_table(index=["detector", "weights", "dataset"], columns="cell", values="value",
-                                 aggfunc="first")[order]
+                                 aggfunc="first", dropna=False).reindex(columns=order)
         cats = self.by_category(metric, aggregation)
         wide = wide.join(cats.set_index(["detector", "weights", "dataset"]))
         return (wide * 100 if percent else wide).reset_index()
@@ -153,7 +153,8 @@ class Results:
         table = self.metrics([aggregation])
         table = table[(table["metric"] == metric) & (table["category"] != CLEAN)]
         keys = ["detector", "weights", "dataset"]
-        per_cat = table.pivot_table(index=keys, columns="category", values="value", aggfunc="mean", sort=False)
+        per_cat = table.pivot_table(index=keys, columns="category", values="value", aggfunc="mean", sort=False,
+                                    dropna=False)
         per_cat.columns = [f"avg_{c}" for c in per_cat.columns]
         per_cat["avg"] = table.groupby(keys)["value"].mean()
         return per_cat.reset_index()

@@ -95,8 +95,12 @@ class Dataset:
         return digest.hexdigest()[:16]
 
 
-def validate(table: pd.DataFrame, name: str, root: Path | None = None) -> Dataset:
+def validate(table: pd.DataFrame, name: str, root: Path | None = None, problems: list[str] | None = None) -> Dataset:
     """Check a manifest table and return a Dataset; `root` resolves relative paths.
+
+    Args:
+        problems: when given, row-level problems (duplicate id, bad label, missing file) are appended here
+            and their rows dropped, instead of raising on the first one (`dfbench data check`).
 
     Raises:
         DatasetError: a required column is missing, a sample id repeats, a label is not 0/1,
@@ -111,14 +115,29 @@ def validate(table: pd.DataFrame, name: str, root: Path | None = None) -> Datase
     for col in OPTIONAL:
         table[col] = table[col].fillna("").astype(str) if col in table.columns else ""
     table["sample_id"] = table["sample_id"].astype(str)
-    dupes = table["sample_id"][table["sample_id"].duplicated()]
-    if len(dupes):
-        first = dupes.iloc[0]
-        rows = [i + 2 for i in table.index[table["sample_id"] == first][:2]]
-        raise DatasetError(f"Duplicate sample_id {first!r} in {name!r} (rows {rows[0]} and {rows[1]}).")
-    table["label"] = [_parse_label(v, sid, name) for v, sid in zip(table["label"], table["sample_id"], strict=True)]
-    table["path"] = [_resolve(p, sid, name, root) for p, sid in zip(table["path"], table["sample_id"], strict=True)]
+    for sample_id in table["sample_id"][table["sample_id"].duplicated()].unique():
+        rows = [i + 2 for i in table.index[table["sample_id"] == sample_id][:2]]
+        _problem(f"Duplicate sample_id {sample_id!r} in {name!r} (rows {rows[0]} and {rows[1]}).", problems)
+    if problems is not None:
+        table = table[~table["sample_id"].duplicated(keep=False)]
+    keep, labels, paths = [], [], []
+    for index, (sid, label, path) in enumerate(zip(table["sample_id"], table["label"], table["path"], strict=True)):
+        try:
+            parsed = _parse_label(label, sid, name), _resolve(path, sid, name, root)
+        except DatasetError as exc:
+            _problem(str(exc), problems)
+            continue
+        labels.append(parsed[0])
+        paths.append(parsed[1])
+        keep.append(index)
+    table = table.iloc[keep].assign(label=labels, path=paths)
     return Dataset(name, table[list(REQUIRED + OPTIONAL)].reset_index(drop=True), root)
+
+
+def _problem(message: str, problems: list[str] | None) -> None:
+    if problems is None:
+        raise DatasetError(message)
+    problems.append(message)
 
 
 def _parse_label(value: object, sample_id: str, name: str) -> int:
@@ -138,6 +157,6 @@ def _resolve(value: object, sample_id: str, name: str, root: Path | None) -> str
     path = Path(text).expanduser()
     if not path.is_absolute() and root is not None:
         path = root / path
-    if not path.is_file():
+    if not path.is_file() and not path.is_dir():
         raise DatasetError(f"File {str(path)!r} of sample {sample_id!r} does not exist.")
     return str(path.resolve())

@@ -13,36 +13,39 @@ from dfbench.video.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
 
 
-def load_dataset(spec: str) -> Dataset:
-    """Load a test set from ``demo``, a manifest file (``.csv``, ``.parquet``) or a real/fake folder."""
+def load_dataset(spec: str, problems: list[str] | None = None) -> Dataset:
+    """Load a test set: ``demo``, a manifest (``.csv``, ``.parquet``), a real/fake folder, or a layout spec such as
+    ``ffpp:/data/FaceForensics++?compression=c23`` (see `dfbench.data.layouts`)."""
     if spec == "demo":
         from dfbench.data.demo import demo_dataset
 
         return demo_dataset()
+    from dfbench.data.layouts import load_layout, parse_spec
+
+    if parse_spec(spec) is not None:
+        return load_layout(spec, problems)
     path = Path(spec).expanduser()
     if not path.exists():
         raise MissingFileError(f"Dataset {spec!r} does not exist: give a folder with real/ and fake/, a .csv or "
                                ".parquet manifest, or 'demo'.")
     if path.is_dir():
-        return load_folder(path)
-    if path.suffix.lower() == ".csv":
-        return load_manifest(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return load_manifest(path)
+        return load_folder(path, problems)
+    if path.suffix.lower() in (".csv", ".parquet", ".pq"):
+        return load_manifest(path, problems)
     raise DatasetError(f"Dataset {spec!r} is a file but not a .csv or .parquet manifest.")
 
 
-def load_manifest(path: Path) -> Dataset:
+def load_manifest(path: Path, problems: list[str] | None = None) -> Dataset:
     """Read a CSV or Parquet manifest; relative paths are taken from the manifest's folder."""
     try:
         table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(
             path, dtype=str, keep_default_na=False)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DatasetError(f"Cannot read manifest {str(path)!r}: {exc}".splitlines()[0]) from None
-    return validate(table, str(path), root=path.parent)
+    return validate(table, str(path), root=path.parent, problems=problems)
 
 
-def load_folder(root: Path) -> Dataset:
+def load_folder(root: Path, problems: list[str] | None = None) -> Dataset:
     """A folder whose ``real/`` and ``fake/`` subfolders (searched recursively) hold the media.
 
     The sample id is the path below `root` without its suffix (``fake/clip_003``); files with other
@@ -60,4 +63,5 @@ def load_folder(root: Path) -> Dataset:
             if file.is_file() and file.suffix.lower() in MEDIA_SUFFIXES and not any(
                     part.startswith(".") for part in rel.parts):
                 rows.append({"sample_id": rel.with_suffix("").as_posix(), "path": str(file), "label": label})
-    return validate(pd.DataFrame(rows, columns=["sample_id", "path", "label"]), str(root), root=root)
+    return validate(pd.DataFrame(rows, columns=["sample_id", "path", "label"]), str(root), root=root,
+                    problems=problems)

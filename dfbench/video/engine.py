@@ -57,6 +57,8 @@ STORAGE = {
                       "-x264-params", "threads=4")),
     "image": Storage(("format=rgb24",), ("-c:v", "png", "-pix_fmt", "rgb24", "-frames:v", "1", "-update", "1"),
                      ".png"),
+    # A folder of frames (a DeepfakeBench video): RGB like its images; written copies are not supported.
+    "frames": Storage(("format=rgb24",), ()),
 }
 
 
@@ -114,6 +116,24 @@ class _Branch:
         return ",".join(exprs) or "null"
 
 
+def input_args(path: Path, workdir: Path) -> list[str]:
+    """ffmpeg input options for a media file, or for a folder of frames (read in name order as one video)."""
+    if not Path(path).is_dir():
+        return ["-i", input_url(path)]
+    frames = frame_files(Path(path))
+    listing = workdir / f"frames-{abs(hash(str(path)))}.ffconcat"
+    quoted = ["file '" + str(f.absolute()).replace("'", "'\\''") + "'\nduration 0.04" for f in frames]
+    listing.write_text("ffconcat version 1.0\n" + "\n".join(quoted) + "\n")
+    return ["-f", "concat", "-safe", "0", "-i", input_url(listing)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The images of a frame folder, in name order."""
+    from dfbench.video.probe import IMAGE_SUFFIXES
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _select(indices: Sequence[int] | None) -> str:
     if indices is None:
         return ""
@@ -132,10 +152,10 @@ class _Round:
     file_cells: list[str] = field(default_factory=list)
     continuations: list[tuple[Path, _Branch]] = field(default_factory=list)
 
-    def command(self) -> list[str]:
+    def command(self, workdir: Path) -> list[str]:
         cmd = base_command()
         for path in self.inputs:
-            cmd += ["-i", input_url(path)]
+            cmd += input_args(path, workdir)
         cmd += ["-filter_complex", f"sws_flags={SWS_FLAGS};" + ";".join(self.graph)]
         for label, args, path in self.file_outputs:
             cmd += ["-map", f"[{label}]", *args, "-fps_mode", "passthrough", "-an", "-sn", "-dn", input_url(path)]
@@ -249,7 +269,7 @@ def sample_frames(
         round_no = 0
         while pending:
             rnd = _plan_round(pending, indices, Path(tmp), round_no, None, STORAGE[media])
-            ok = yield from _run_sampling_round(rnd, indices)
+            ok = yield from _run_sampling_round(rnd, indices, Path(tmp))
             _check_cache(Path(tmp), cache_limit, source)
             pending = rnd.continuations if ok else []
             for path in rnd.inputs:
@@ -258,11 +278,11 @@ def sample_frames(
             round_no += 1
 
 
-def _run_sampling_round(rnd: _Round, indices: Sequence[int] | None) -> Generator[Event, None, bool]:
+def _run_sampling_round(rnd: _Round, indices: Sequence[int] | None, workdir: Path) -> Generator[Event, None, bool]:
     import av
 
     with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen(rnd.command(), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(rnd.command(workdir), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE if rnd.frame_labels else subprocess.DEVNULL,
                                 stderr=errfile)
         read_error = ""
@@ -356,7 +376,7 @@ def write_copies(
         round_no = 0
         while pending:
             rnd = _plan_round(pending, None, Path(tmp), round_no, destinations, STORAGE[media])
-            result = subprocess.run(rnd.command(), stdin=subprocess.DEVNULL, capture_output=True, check=False)
+            result = subprocess.run(rnd.command(Path(tmp)), stdin=subprocess.DEVNULL, capture_output=True, check=False)
             if result.returncode != 0:
                 stderr = result.stderr.decode(errors="replace")
                 raise_if_disk_full(stderr)

@@ -14,7 +14,9 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 
 
 def media_of(path: str | Path) -> str:
-    """``image`` for image file suffixes, else ``video`` (the decoder decides what it really is)."""
+    """``frames`` for a folder of frames, ``image`` for image suffixes, else ``video`` (the decoder decides)."""
+    if Path(path).is_dir():
+        return "frames"
     return "image" if Path(path).suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
@@ -44,6 +46,8 @@ def probe_video(path: Path) -> VideoInfo:
     """
     import av
 
+    if Path(path).is_dir():
+        return _probe_frames(Path(path))
     try:
         with av.open(str(path)) as container:
             streams = container.streams.video
@@ -61,6 +65,20 @@ def probe_video(path: Path) -> VideoInfo:
     if count == 0 or width <= 0 or height <= 0:
         raise MediaError(f"{path.name}: the video stream holds no frames")
     return VideoInfo(width, height, count, fps, pix_fmt)
+
+
+def _probe_frames(folder: Path) -> VideoInfo:
+    from PIL import Image, UnidentifiedImageError
+
+    frames = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not frames:
+        raise MediaError(f"{folder.name}: the frame folder holds no images")
+    try:
+        with Image.open(frames[0]) as first:
+            width, height = first.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"{frames[0].name}: cannot read as an image ({exc})") from None
+    return VideoInfo(width, height, len(frames), 0.0, "rgb24")
 
 
 def sample_indices(frame_count: int, per_video: int) -> list[int]:
