@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 
 from dfbench.errors import StoreError
-from dfbench.perturbations import format_level
 from dfbench.pipeline import Prepared, ProgressFn, RunConfig, execute, prepare
 from dfbench.reports import write_outputs
 from dfbench.results import Results, load_results
@@ -61,8 +60,8 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
         store = ScoreStore(out / STORE_NAME)
         try:
             _check_same_run(store, prep)
-            cells = [{"cell": c.id, "op": c.op, "level": format_level(c.level), "category": c.category,
-                      "op_version": c.operation.version} for c in prep.suite.cells]
+            cells = [{"cell": c.id, "op": c.op_label, "level": c.level_label, "category": c.category,
+                      "op_version": max(c.versions.values())} for c in prep.suite.cells]
             store.register_run(prep.run_id, prep.provenance["config"], prep.provenance, prep.dataset.table, cells)
             n_resumed = len({s for s, _ in store.finished(prep.run_id)})
             (out / "run.json").write_text(json.dumps({"run_id": prep.run_id, **prep.provenance}, indent=2))

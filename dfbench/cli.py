@@ -221,6 +221,28 @@ def predict(
 
 @app.command()
 @cli_errors
+def preview(
+    suite: SuiteOpt = "video-ops",
+    dataset: DatasetOpt = "demo",
+    sample: Annotated[Optional[str], typer.Option(help="Sample id (default: the dataset's first).")] = None,  # noqa: UP045
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("preview.png"),
+    columns: Annotated[int, typer.Option(help="Tiles per row.")] = 5,
+) -> None:
+    """Write one frame under every cell of a suite as a labelled grid (as Figure 1 of Lu & Ebrahimi).
+
+    Example: dfbench preview --suite video-ops --dataset videos/ --sample fake/clip_003 -o grid.png
+    """
+    from dfbench.preview import preview as make_preview
+
+    result = make_preview(suite, dataset, out, sample, columns)
+    console.print(f"Wrote {result.path}: frame {result.frame} of {result.sample_id} under {result.tiles} cells.",
+                  highlight=False)
+    for cell, message in result.failed.items():
+        err_console.print(f"[red]failed[/] {cell}: {message}", highlight=False)
+
+
+@app.command()
+@cli_errors
 def perturb(
     suite: SuiteOpt = "video-ops",
     dataset: DatasetOpt = "demo",

@@ -9,17 +9,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from dfbench.errors import ConfigError, UnknownNameError
-from dfbench.perturbations import OPERATIONS, format_level
-from dfbench.perturbations.base import Level, Operation
+from dfbench.perturbations import OPERATIONS, derive_seed, format_level
+from dfbench.perturbations.base import Level, Operation, Step
+from dfbench.yamlio import check_keys, load_yaml
 
 FaceMode = Literal["redetect", "clean"]
 CopyEncoding = Literal["lossless"]
@@ -27,50 +25,71 @@ CopyEncoding = Literal["lossless"]
 
 @dataclass(frozen=True)
 class Cell:
-    """One column of the result matrix: an operation at one level.
+    """One column of the result matrix: an operation at one level, or an ordered chain of them.
 
     Attributes:
-        op: operation key.
+        op: operation key (the first of a chain).
         level: in the operation's physical unit (0 for `none`, 1 for ops with one fixed setting).
+        then: the (op, level) pairs applied after the first one, in order, for a chain.
     """
 
     op: str
     level: Level
+    then: tuple[tuple[str, Level], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", self.operation.check_level(self.level))
+        object.__setattr__(self, "then", tuple((op, OPERATIONS.get(op).check_level(lv)) for op, lv in self.then))
 
     @property
     def operation(self) -> Operation:
-        """The registered operation."""
+        """The registered operation (the first of a chain)."""
         return OPERATIONS.get(self.op)
 
     @property
+    def parts(self) -> tuple[tuple[str, Level], ...]:
+        """Every (op, level) of the cell in the order they apply."""
+        return ((self.op, self.level), *self.then)
+
+    @property
     def id(self) -> str:
-        """``<op>-<level>``, the cell's name in folders, the store and CSV files."""
-        return f"{self.op}-{format_level(self.level)}"
+        """``<op>-<level>``, joined by ``+`` for a chain: the cell's name in folders, the store and CSV files."""
+        return "+".join(f"{op}-{format_level(level)}" for op, level in self.parts)
 
     @property
     def category(self) -> str:
-        """The operation's report category."""
-        return self.operation.category
+        """The operation's report category; ``chain`` for a chain."""
+        return "chain" if self.then else self.operation.category
 
+    @property
+    def op_label(self) -> str:
+        """The op column of results: the op, or the chain's ops joined by ``+``."""
+        return "+".join(op for op, _ in self.parts)
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader that rejects duplicate mapping keys."""
+    @property
+    def level_label(self) -> str:
+        """The level column of results: the level, or the chain's levels joined by ``+``."""
+        return "+".join(format_level(level) for _, level in self.parts)
 
+    @property
+    def media(self) -> frozenset[str]:
+        """The media every op of the cell applies to."""
+        return frozenset.intersection(*(OPERATIONS.get(op).media for op, _ in self.parts))
 
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"Duplicate key {key!r} in YAML (line {key_node.start_mark.line + 1}).")
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+    @property
+    def versions(self) -> dict[str, int]:
+        return {op: OPERATIONS.get(op).version for op, _ in self.parts}
 
+    def seed(self, suite_seed: int, sample_id: str) -> int:
+        """The derived seed of the first op (recorded with the task)."""
+        return derive_seed(suite_seed, sample_id, self.op, self.level)
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+    def steps(self, suite_seed: int, sample_id: str) -> tuple[Step, ...]:
+        """Every processing step of the cell for one sample, each op seeded from (suite seed, sample, op, level)."""
+        steps: list[Step] = []
+        for op, level in self.parts:
+            steps.extend(OPERATIONS.get(op).steps(level, derive_seed(suite_seed, sample_id, op, level)))
+        return tuple(steps)
 
 
 def parse_size(text: str) -> int:
@@ -90,25 +109,6 @@ def parse_size(text: str) -> int:
     if value <= 0:
         raise ConfigError(f"Size {text!r} must be positive.")
     return int(value * units[unit])
-
-
-def load_yaml(text: str, where: str) -> Any:
-    """Parse YAML with duplicate keys rejected; syntax errors become one-line ConfigErrors."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"Invalid YAML in {where}{line}: {getattr(exc, 'problem', exc)}") from None
-
-
-def check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    """Raise a ConfigError for the first key of `data` not in `allowed`."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(f"Unknown key {key!r} in {where}. Allowed: {', '.join(sorted(allowed))}.")
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,8 @@ class SuiteConfig:
                               f"{media} sample(s), e.g. {example!r}. Choose a suite for {media}s "
                               "('dfbench list suites').")
         for cell in self.cells:
-            if media not in cell.operation.media:
-                raise ConfigError(f"Operation {cell.op!r} of suite {self.name!r} does not apply to {media}s "
+            if media not in cell.media:
+                raise ConfigError(f"Cell {cell.id!r} of suite {self.name!r} does not apply to {media}s "
                                   f"(e.g. {example!r}).")
 
     def with_frames(self, per_video: int | None) -> SuiteConfig:
@@ -194,7 +194,7 @@ class SuiteConfig:
             "name": self.name, "version": self.version, "media": list(self.media),
             "frames": {"per_video": self.frames.per_video}, "faces": self.faces,
             "aggregation": self.aggregation, "copy_encoding": self.copy_encoding, "seed": self.seed,
-            "cells": [{"op": c.op, "level": c.level, "op_version": c.operation.version} for c in self.cells],
+            "cells": [{"id": c.id, "versions": c.versions} for c in self.cells],
         }
 
     @property
@@ -208,6 +208,21 @@ _SUITE_KEYS = {"name", "version", "description", "source", "media", "frames", "f
                "copy_encoding", "seed", "cells"}
 
 
+def _chain_part(item: Any, where: str) -> tuple[str, Level]:
+    if isinstance(item, str):
+        op = OPERATIONS.get(item)
+        if len(op.levels) != 1:
+            raise ConfigError(f"Operation {item!r} in a chain of {where} needs a 'level' (it has several).")
+        return item, op.levels[0]
+    check_keys(item, {"op", "level"}, f"a chain step of {where}")
+    if "op" not in item:
+        raise ConfigError(f"A chain step of {where} has no 'op'.")
+    op = OPERATIONS.get(item["op"])
+    if "level" not in item and len(op.levels) != 1:
+        raise ConfigError(f"Operation {item['op']!r} in a chain of {where} needs a 'level' (it has several).")
+    return op.name, item.get("level", op.levels[0])
+
+
 def _parse_cells(raw: Any, where: str) -> list[Cell]:
     if not isinstance(raw, list):
         raise ConfigError(f"'cells' in {where} must be a list.")
@@ -216,6 +231,13 @@ def _parse_cells(raw: Any, where: str) -> list[Cell]:
         if isinstance(item, str):
             op = OPERATIONS.get(item)
             cells.extend(Cell(item, level) for level in op.levels)
+            continue
+        if isinstance(item, dict) and "chain" in item:
+            check_keys(item, {"chain"}, f"a chain cell of {where}")
+            parts = [_chain_part(step, where) for step in item["chain"]]
+            if len(parts) < 2:
+                raise ConfigError(f"A chain of {where} needs at least two steps.")
+            cells.append(Cell(parts[0][0], parts[0][1], tuple(parts[1:])))
             continue
         check_keys(item, {"op", "level", "levels"}, f"a cell of {where}")
         if "op" not in item:

@@ -15,10 +15,9 @@ import pandas as pd
 
 from dfbench.config import load_suite
 from dfbench.data import load_dataset
-from dfbench.errors import ConfigError
-from dfbench.perturbations import derive_seed
+from dfbench.errors import ConfigError, MediaError
 from dfbench.video.engine import CellPlan, copy_path, write_copies
-from dfbench.video.probe import media_of
+from dfbench.video.probe import media_of, probe_video
 
 
 @dataclass
@@ -50,10 +49,14 @@ def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: s
     for done, sample in enumerate(dataset.table.itertuples(), start=1):
         rel = dataset.relative_path(sample.sample_id, sample.path)
         media = media_of(sample.path)
-        plans = [CellPlan(c.id, c.operation.steps(c.level, derive_seed(suite.seed, sample.sample_id, c.op, c.level)))
-                 for c in suite.cells]
+        plans = [CellPlan(c.id, c.steps(suite.seed, sample.sample_id)) for c in suite.cells]
         destinations = {p.cell_id: out / p.cell_id / copy_path(rel, p, media) for p in plans}
-        errors = write_copies(Path(sample.path), plans, destinations, workdir=None, media=media)
+        try:
+            fps = probe_video(Path(sample.path)).fps
+        except MediaError as exc:
+            report.errors.update({(sample.sample_id, c.id): str(exc) for c in suite.cells})
+            continue
+        errors = write_copies(Path(sample.path), plans, destinations, workdir=None, media=media, fps=fps)
         for cell in suite.cells:
             if cell.id in errors:
                 report.errors[(sample.sample_id, cell.id)] = errors[cell.id]

@@ -53,14 +53,14 @@ def _ops() -> Table:
     from dfbench.perturbations import OPERATIONS
 
     table = Table(title="Operations", show_lines=True)
-    for col in ("op", "category", "default levels", "unit", "ver", "seeded", "geometry", "what", "source"):
+    for col in ("op", "category", "default levels", "unit", "ver", "media", "seeded", "geometry", "what", "source"):
         table.add_column(col, overflow="fold")
     for key in OPERATIONS.names():
         op = OPERATIONS.get(key)
-        levels = ", ".join(str(v) for v in op.levels)
+        levels = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in op.levels)
         geometry = op.geometry(op.levels[0]).kind
-        table.add_row(key, op.category, levels, op.unit or "-", str(op.version), "yes" if op.stochastic else "no",
-                      geometry, op.summary, op.source)
+        table.add_row(key, op.category, levels, op.unit or "-", str(op.version), "/".join(sorted(op.media)),
+                      "yes" if op.stochastic else "no", geometry, op.summary, op.source)
     return table
 
 
@@ -68,10 +68,11 @@ def _suites() -> Table:
     from dfbench.config import list_suites, load_suite
 
     table = Table(title="Suites (use --suite NAME, or a path to your own YAML)", show_lines=True)
-    for col in ("suite", "version", "cells", "frames", "description", "source"):
+    for col in ("suite", "version", "media", "cells", "frames", "description", "source"):
         table.add_column(col, overflow="fold")
     for name in list_suites():
         suite = load_suite(name)
-        table.add_row(name, str(suite.version), ", ".join(c.id for c in suite.cells), str(suite.frames.per_video),
+        cells = f"{len(suite.cells)}: " + ", ".join(c.id for c in suite.cells)
+        table.add_row(name, str(suite.version), "/".join(suite.media), cells, str(suite.frames.per_video),
                       suite.description, suite.source)
     return table

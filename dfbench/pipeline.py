@@ -24,7 +24,6 @@ from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.errors import ConfigError, DiskSpaceError, MediaError
 from dfbench.faces import CropSpec, FaceFinder, crop_face, make_finder, select_faces
-from dfbench.perturbations import derive_seed
 from dfbench.provenance import provenance, stable_hash
 from dfbench.store import FrameRow, ScoreStore, TaskRow
 from dfbench.video.engine import CellFailure, CellPlan, sample_frames
@@ -196,10 +195,10 @@ def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], 
     except MediaError as exc:
         return [], [TaskRow(sample_id, c.id, "decode_error", str(exc), 0, 0.0) for c in cells]
     indices = sample_indices(info.frame_count, prep.suite.frames.per_video)
-    seeds = {c.id: derive_seed(prep.suite.seed, sample_id, c.op, c.level) for c in cells}
-    plans = [CellPlan(c.id, c.operation.steps(c.level, seeds[c.id])) for c in cells]
+    seeds = {c.id: c.seed(prep.suite.seed, sample_id) for c in cells}
+    plans = [CellPlan(c.id, c.steps(prep.suite.seed, sample_id)) for c in cells]
     crops, owners, seen, failures = collect_faces(prep.finder, prep.adapter.card.crop, plans, path, indices,
-                                                  workdir, clock, media_of(path), prep.config.cache_limit)
+                                                  workdir, clock, media_of(path), prep.config.cache_limit, info.fps)
     scores = _infer(prep.adapter, crops, owners, failures, prep.config.batch_size, clock)
     frames: list[FrameRow] = []
     tasks: list[TaskRow] = []
@@ -237,7 +236,8 @@ def _frame_row(sample_id: str, cell: str, index: int, n_faces: int | None,
 
 
 def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], path: Path, indices: list[int],
-                  workdir: Path | None, clock: StageClock, media: str = "video", cache_limit: int | None = None):
+                  workdir: Path | None, clock: StageClock, media: str = "video", cache_limit: int | None = None,
+                  fps: float = 25.0):
     """Decode and fan out, find faces in each sampled frame as it arrives, cut the crops.
 
     Returns:
@@ -248,7 +248,7 @@ def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], pat
     owners: list[tuple[str, int]] = []
     seen: dict[tuple[str, int], int] = {}
     failures: dict[str, str] = {}
-    events = sample_frames(path, plans, indices, workdir, media, cache_limit)
+    events = sample_frames(path, plans, indices, workdir, media, cache_limit, fps)
     while True:
         t0 = time.perf_counter()
         event = next(events, None)

@@ -47,7 +47,7 @@ def provenance(identity: dict, suite: SuiteConfig, adapter: DetectorAdapter, con
         "dfbench_version": dfbench.__version__, "git_hash": git_hash(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
         "ffmpeg": ffmpeg_version(), "suite": suite.to_dict(), "suite_hash": suite.hash,
-        "ops": {c.op: c.operation.version for c in suite.cells},
+        "ops": {op: version for c in suite.cells for op, version in c.versions.items()},
         "detector": adapter.card.key, "weights": adapter.weights_label, "weights_sha256": adapter.weights_sha256,
         "device": adapter.device, "precision": adapter.precision, "seed": suite.seed,
         "identity": identity,

@@ -47,7 +47,8 @@ def test_faceforensics_keeps_sample_ids_unique_across_methods_and_reads_the_offi
 def test_celebdf_reads_the_testing_list_where_1_means_real(tmp_path: Path):
     _touch(tmp_path, "Celeb-real/id0_0000.mp4", "YouTube-real/00170.mp4", "Celeb-synthesis/id0_id1_0000.mp4",
            "Celeb-synthesis/id2_id3_0001.mp4")
-    (tmp_path / "List_of_testing_videos.txt").write_text("1 YouTube-real/00170.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n")
+    listing = "1 YouTube-real/00170.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4\n"
+    (tmp_path / "List_of_testing_videos.txt").write_text(listing)
     table = load_dataset(f"celebdf:{tmp_path}").table.set_index("sample_id")
     assert table.loc["YouTube-real/00170", "split"] == "test" and table.loc["YouTube-real/00170", "label"] == 0
     assert table.loc["Celeb-synthesis/id0_id1_0000", "split"] == "test"

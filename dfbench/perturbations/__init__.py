@@ -1,13 +1,22 @@
-"""Operations applied to every copy of a test set (video filters, encoders)."""
+"""Operations applied to every copy of a test set: ffmpeg filters, Python per-frame steps, encoders.
 
-from dfbench.perturbations import video_ops as _video_ops  # noqa: F401  (registers the ops)
+Importing this package registers every shipped operation and every platform profile.
+"""
+
+from dfbench.perturbations import deeperforensics as _deeperforensics  # noqa: F401  (registers the ops)
+from dfbench.perturbations import image_ops as _image_ops  # noqa: F401
+from dfbench.perturbations import video_ops as _video_ops  # noqa: F401
 from dfbench.perturbations.base import (
     OPERATIONS,
     EncodeStep,
     FilterStep,
+    FrameStep,
     Operation,
     derive_seed,
     format_level,
 )
+from dfbench.perturbations.platforms import register_profiles
 
-__all__ = ["OPERATIONS", "EncodeStep", "FilterStep", "Operation", "derive_seed", "format_level"]
+register_profiles()
+
+__all__ = ["OPERATIONS", "EncodeStep", "FilterStep", "FrameStep", "Operation", "derive_seed", "format_level"]

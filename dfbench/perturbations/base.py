@@ -12,6 +12,8 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from dfbench.errors import ConfigError
 from dfbench.perturbations.geometry import IDENTITY, Geometry
 from dfbench.registry import Registry
@@ -34,6 +36,27 @@ class FilterStep:
 
 
 @dataclass(frozen=True)
+class FrameStep:
+    """A per-frame operation in Python on uint8 RGB frames (H x W x 3), such as a Pillow JPEG re-save.
+
+    Attributes:
+        fn: ``fn(frame, rng) -> frame``; must not modify `frame`.
+        seed: the op's derived seed; frame ``i`` gets the generator ``default_rng([seed, i])``, so a frame's
+            output never depends on which other frames are processed (sampled frames equal full copies).
+        name: for messages.
+    """
+
+    fn: Callable[[np.ndarray, np.random.Generator], np.ndarray] = field(repr=False)
+    seed: int = 0
+    name: str = ""
+
+    def apply(self, frame: np.ndarray, index: int) -> np.ndarray:
+        """The processed copy of frame number `index` (uint8 RGB)."""
+        out = self.fn(frame, np.random.default_rng([self.seed, index]))
+        return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
 class EncodeStep:
     """A re-encode of the whole stream; `args` are ffmpeg output options (codec, rate control, pix_fmt)."""
 
@@ -41,7 +64,7 @@ class EncodeStep:
     suffix: str = ".mp4"
 
 
-Step = FilterStep | EncodeStep
+Step = FilterStep | FrameStep | EncodeStep
 
 
 @dataclass(frozen=True)

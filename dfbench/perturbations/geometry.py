@@ -66,3 +66,36 @@ class Downscale(Geometry):
 
 
 IDENTITY = Geometry()
+
+
+@dataclass(frozen=True)
+class Resize(Geometry):
+    """Scale both sides by `scale`, rounded down to an even number, at least 2 (``trunc(iw*s/2)*2``)."""
+
+    scale: float = 0.5
+    kind: ClassVar[str] = "resize"
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        return max(2, int(width * self.scale / 2) * 2), max(2, int(height * self.scale / 2) * 2)
+
+    def map_box(self, box: Box, width: int, height: int) -> Box:
+        out_w, out_h = self.size(width, height)
+        x1, y1, x2, y2 = box
+        return x1 * out_w / width, y1 * out_h / height, x2 * out_w / width, y2 * out_h / height
+
+
+@dataclass(frozen=True)
+class Stretch(Geometry):
+    """Scale the width by `factor` (rounded down to even), keep the height."""
+
+    factor: float = 4 / 3
+    kind: ClassVar[str] = "stretch"
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        factor = float(f"{self.factor:.6g}")  # the precision the ffmpeg expression is written with
+        return max(2, int(width * factor / 2) * 2), height
+
+    def map_box(self, box: Box, width: int, height: int) -> Box:
+        sx = self.size(width, height)[0] / width
+        x1, y1, x2, y2 = box
+        return x1 * sx, y1, x2 * sx, y2

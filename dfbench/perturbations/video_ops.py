@@ -62,7 +62,7 @@ def contrast_up(level: Level, seed: int) -> list[Step]:
     return [FilterStep("curves=preset=increase_contrast")]
 
 
-@operation("noise_t", category="noise", short="noise{level}", version=1, unit="strength", levels=(20,),
+@operation("noise_t", category="noise", short="noise{level}", version=2, unit="strength", levels=(20,),
            level_range=(0, 100),
            stochastic=True,
            source="our choice, closest to the paper's 'Gaussian noise with constant intensity but varying "
@@ -70,7 +70,9 @@ def contrast_up(level: Level, seed: int) -> list[Step]:
                   "strength 20 gives luma sigma 11.2")
 def noise_t(strength: Level, seed: int) -> list[Step]:
     """Add Gaussian noise of ffmpeg strength `strength` (0-100), re-drawn every frame, seeded."""
-    return [FilterStep(f"noise=alls={int(strength)}:allf=t:all_seed={seed}", temporal=True)]
+    # NOTE: noise is drawn on full-resolution YUV planes for every medium, so luma noise is the same for a
+    # video (stored 4:2:0 afterwards) and for an image (stored RGB); on RGB planes it would differ.
+    return [FilterStep(f"format=yuv444p,noise=alls={int(strength)}:allf=t:all_seed={seed}", temporal=True)]
 
 
 @operation("hflip", category="flip", short="H", version=1, geometry=HorizontalFlip(),

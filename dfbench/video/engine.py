@@ -1,12 +1,14 @@
 """The fan-out engine: one ffmpeg process decodes a source once and feeds every cell of a suite.
 
-Each cell is a chain of steps (`FilterStep`, `EncodeStep`). The engine runs them in rounds:
+Each cell is a chain of steps: ffmpeg filters (`FilterStep`), Python per-frame steps (`FrameStep`) and
+re-encodes (`EncodeStep`). The engine runs them in rounds:
 
 * round 0 decodes the source once and splits it into one branch per cell. A branch that only filters
   ends in the sampled frames, which reach Python as raw RGB through a single NUT stream on stdout
   (one sub-stream per cell). A branch with an encode (H.264 re-compression) writes the encoded file
-  to the work folder instead;
-* the next round decodes those files and continues their chains, and so on.
+  to the work folder instead. A branch with Python steps sends its frames (sampled ones, or all of them
+  when an encode follows) to Python, and from there into a second ffmpeg process (`python_steps`);
+* the next round decodes the intermediate files and continues their chains, and so on.
 
 Frame-independent branches pick their sampled frames before filtering (no work on frames nobody
 scores). A branch with a temporal filter (noise re-drawn per frame) filters every frame, then picks.
@@ -29,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dfbench.errors import DiskSpaceError
-from dfbench.perturbations.base import EncodeStep, FilterStep, Step
+from dfbench.errors import ConfigError, DiskSpaceError
+from dfbench.perturbations.base import EncodeStep, FilterStep, FrameStep, Step
 from dfbench.video.ffmpeg import SWS_FLAGS, base_command, input_url, last_error_line
+from dfbench.video.python_steps import FinishSink, WriterSink
 
 
 @dataclass(frozen=True)
@@ -93,23 +96,54 @@ Event = SampledFrame | CellFailure
 
 @dataclass
 class _Branch:
+    """What one round does for one cell: filters, then an encode, or Python steps, or nothing; `rest` continues."""
+
     cell_id: str
     filters: tuple[FilterStep, ...]
-    encode: EncodeStep | None
-    rest: tuple[Step, ...]
+    encode: EncodeStep | None = None
+    python: tuple[FrameStep, ...] = ()
+    rest: tuple[Step, ...] = ()
 
     @classmethod
     def from_steps(cls, cell_id: str, steps: Sequence[Step]) -> _Branch:
         filters: list[FilterStep] = []
         for i, step in enumerate(steps):
             if isinstance(step, EncodeStep):
-                return cls(cell_id, tuple(filters), step, tuple(steps[i + 1:]))
+                return cls(cell_id, tuple(filters), encode=step, rest=tuple(steps[i + 1:]))
+            if isinstance(step, FrameStep):
+                j = i
+                while j < len(steps) and isinstance(steps[j], FrameStep):
+                    j += 1
+                python = tuple(s for s in steps[i:j] if isinstance(s, FrameStep))
+                branch = cls(cell_id, tuple(filters), python=python, rest=tuple(steps[j:]))
+                branch.check_python_rest()
+                return branch
             filters.append(step)
-        return cls(cell_id, tuple(filters), None, ())
+        return cls(cell_id, tuple(filters))
+
+    def check_python_rest(self) -> None:
+        for step in self.rest:
+            if isinstance(step, EncodeStep):
+                return
+            if isinstance(step, FrameStep) or step.temporal:
+                raise ConfigError(f"Cell {self.cell_id!r}: after a Python step, a chain may hold plain filters and "
+                                  "an encode; another Python step or a temporal filter must follow an encode.")
 
     @property
     def temporal(self) -> bool:
         return any(f.temporal for f in self.filters)
+
+    @property
+    def after_python(self) -> tuple[list[str], EncodeStep | None, tuple[Step, ...]]:
+        """Filters after the Python steps, the encode that may follow them, and what comes after it."""
+        exprs: list[str] = []
+        for i, step in enumerate(self.rest):
+            if isinstance(step, EncodeStep):
+                return exprs, step, self.rest[i + 1:]
+            assert isinstance(step, FilterStep)
+            if step.expr != "null":
+                exprs.append(step.expr)
+        return exprs, None, ()
 
     def chain(self, *tail: str) -> str:
         exprs = [f.expr for f in self.filters if f.expr != "null"] + [t for t in tail if t]
@@ -140,6 +174,9 @@ def _select(indices: Sequence[int] | None) -> str:
     return "select='" + "+".join(f"eq(n\\,{i})" for i in indices) + "'"
 
 
+Sink = FinishSink | WriterSink
+
+
 @dataclass
 class _Round:
     """One ffmpeg command: its inputs, its filter graph and its outputs."""
@@ -148,6 +185,8 @@ class _Round:
     graph: list[str] = field(default_factory=list)
     frame_cells: list[str] = field(default_factory=list)   # nut sub-stream order
     frame_labels: list[str] = field(default_factory=list)
+    frame_sampled: list[bool] = field(default_factory=list)  # the sub-stream holds only the sampled frames
+    sinks: list[Sink | None] = field(default_factory=list)   # Python steps a sub-stream's frames go through
     file_outputs: list[tuple[str, tuple[str, ...], Path]] = field(default_factory=list)  # label, args, path
     file_cells: list[str] = field(default_factory=list)
     continuations: list[tuple[Path, _Branch]] = field(default_factory=list)
@@ -165,44 +204,55 @@ class _Round:
             cmd += ["-c:v", "rawvideo", "-fps_mode", "passthrough", "-f", "nut", "pipe:1"]
         return cmd
 
+    def add_stream(self, cell: str, label: str, sampled: bool, sink: Sink | None = None) -> None:
+        self.frame_cells.append(cell)
+        self.frame_labels.append(label)
+        self.frame_sampled.append(sampled)
+        self.sinks.append(sink)
+
     @property
     def cells(self) -> tuple[str, ...]:
         """Every cell this round produces frames or files for."""
         return tuple(dict.fromkeys(self.frame_cells + self.file_cells))
 
 
-def _plan_round(
-    pending: Sequence[tuple[Path, _Branch]],
-    indices: Sequence[int] | None,
-    workdir: Path,
-    round_no: int,
-    destinations: Mapping[str, Path] | None,
-    storage: Storage,
-) -> _Round:
-    """Build the graph of one round; `destinations` is None when sampling frames, else copy paths."""
+@dataclass(frozen=True)
+class _Context:
+    """What every round of one source shares."""
+
+    indices: Sequence[int] | None
+    workdir: Path
+    destinations: Mapping[str, Path] | None   # None when sampling frames, else the copies' paths
+    storage: Storage
+    fps: float
+
+
+def _plan_round(pending: Sequence[tuple[Path, _Branch]], ctx: _Context, round_no: int) -> _Round:
+    """Build the graph of one round."""
     inputs = list(dict.fromkeys(path for path, _ in pending))
     rnd = _Round(inputs)
     counter = 0
     for i, path in enumerate(inputs):
         branches = [b for p, b in pending if p == path]
-        sampled = [b for b in branches if destinations is None and b.encode is None and not b.temporal]
+        sampled = [b for b in branches if _takes_sampled(b, ctx)]
         full = [b for b in branches if b not in sampled]
         heads = _split_input(rnd.graph, f"{i}:v", f"r{i}", bool(sampled), bool(full))
-        if sampled:
-            labels = _fan(rnd.graph, heads["sampled"], _select(indices), len(sampled), f"s{i}_")
-            for label, branch in zip(labels, sampled, strict=True):
+        for group, head, select in ((sampled, heads["sampled"], _select(ctx.indices)), (full, heads["full"], "")):
+            if not group:
+                continue
+            labels = _fan(rnd.graph, head, select, len(group), f"{'s' if select else 'f'}{i}_")
+            for label, branch in zip(labels, group, strict=True):
                 out = f"o{counter}"
                 counter += 1
-                rnd.graph.append(f"[{label}]{branch.chain(*storage.finish, 'format=rgb24')}[{out}]")
-                rnd.frame_cells.append(branch.cell_id)
-                rnd.frame_labels.append(out)
-        if full:
-            labels = _fan(rnd.graph, heads["full"], "", len(full), f"f{i}_")
-            for label, branch in zip(labels, full, strict=True):
-                out = f"o{counter}"
-                counter += 1
-                _route_full_branch(rnd, label, out, branch, indices, workdir, round_no, destinations, storage)
+                _route(rnd, label, out, branch, ctx, round_no, presampled=bool(select))
     return rnd
+
+
+def _takes_sampled(branch: _Branch, ctx: _Context) -> bool:
+    """Whether the branch can start from the sampled frames only (no encode, no temporal filter, no copy)."""
+    if ctx.destinations is not None or branch.encode is not None or branch.temporal:
+        return False
+    return not branch.python or branch.after_python[1] is None
 
 
 def _split_input(graph: list[str], stream: str, name: str, sampled: bool, full: bool) -> dict[str, str]:
@@ -219,93 +269,103 @@ def _fan(graph: list[str], head: str, select: str, n: int, prefix: str) -> list[
     return labels
 
 
-def _route_full_branch(
-    rnd: _Round, label: str, out: str, branch: _Branch, indices: Sequence[int] | None, workdir: Path,
-    round_no: int, destinations: Mapping[str, Path] | None, storage: Storage,
-) -> None:
-    if branch.encode is not None:
-        final = destinations is not None and not branch.rest
-        path = destinations[branch.cell_id] if final and destinations else (
-            workdir / f"round{round_no}_{out}{branch.encode.suffix}")
-        rnd.graph.append(f"[{label}]{branch.chain(*storage.finish)}[{out}]")
+def _route(rnd: _Round, label: str, out: str, branch: _Branch, ctx: _Context, round_no: int,
+           presampled: bool) -> None:
+    """Give one branch its output: sampled frames, a Python sink, an encode, or a lossless copy."""
+    dest = ctx.destinations
+    if branch.python:
+        _route_python(rnd, label, out, branch, ctx, round_no, presampled)
+    elif branch.encode is not None:
+        final = dest is not None and not branch.rest
+        path = dest[branch.cell_id] if final and dest else ctx.workdir / f"round{round_no}_{out}{branch.encode.suffix}"
+        rnd.graph.append(f"[{label}]{branch.chain(*ctx.storage.finish)}[{out}]")
         rnd.file_outputs.append((out, branch.encode.args, path))
         rnd.file_cells.append(branch.cell_id)
         if not final:
             rnd.continuations.append((path, _Branch.from_steps(branch.cell_id, branch.rest)))
-    elif destinations is not None:
-        rnd.graph.append(f"[{label}]{branch.chain(*storage.finish)}[{out}]")
-        rnd.file_outputs.append((out, storage.lossless, destinations[branch.cell_id]))
+    elif dest is not None:
+        rnd.graph.append(f"[{label}]{branch.chain(*ctx.storage.finish)}[{out}]")
+        rnd.file_outputs.append((out, ctx.storage.lossless, dest[branch.cell_id]))
         rnd.file_cells.append(branch.cell_id)
     else:
-        rnd.graph.append(
-            f"[{label}]{branch.chain(_select(indices), *storage.finish, 'format=rgb24')}[{out}]")
-        rnd.frame_cells.append(branch.cell_id)
-        rnd.frame_labels.append(out)
+        select = "" if presampled else _select(ctx.indices)
+        rnd.graph.append(f"[{label}]{branch.chain(select, *ctx.storage.finish, 'format=rgb24')}[{out}]")
+        rnd.add_stream(branch.cell_id, out, sampled=presampled or ctx.indices is not None)
 
 
-def sample_frames(
-    source: Path, plans: Sequence[CellPlan], indices: Sequence[int] | None, workdir: Path | None = None,
-    media: str = "video", cache_limit: int | None = None,
-) -> Iterator[Event]:
-    """Decode `source` once and yield the sampled frames of every cell, as they come.
-
-    Args:
-        source: the video file.
-        plans: one plan per cell.
-        indices: sorted frame indices to sample (None: every frame).
-        workdir: where intermediate encodes go (a temporary folder when None); emptied afterwards.
-        media: ``video`` or ``image`` (the `Storage` of the cells' frames).
-        cache_limit: most bytes the intermediate files may take; more raises DiskSpaceError.
-
-    Raises:
-        DiskSpaceError: the disk filled up, or the intermediates exceed `cache_limit`. A full disk is not
-            the sample's fault, so it stops the run instead of becoming a status.
-
-    Yields:
-        `SampledFrame` events, and a `CellFailure` for the cells of a round that ffmpeg failed.
-    """
-    with tempfile.TemporaryDirectory(prefix="dfbench-", dir=workdir) as tmp:
-        pending = [(Path(source), _Branch.from_steps(p.cell_id, p.steps)) for p in plans]
-        round_no = 0
-        while pending:
-            rnd = _plan_round(pending, indices, Path(tmp), round_no, None, STORAGE[media])
-            ok = yield from _run_sampling_round(rnd, indices, Path(tmp))
-            _check_cache(Path(tmp), cache_limit, source)
-            pending = rnd.continuations if ok else []
-            for path in rnd.inputs:
-                if path != Path(source):
-                    path.unlink(missing_ok=True)
-            round_no += 1
+def _route_python(rnd: _Round, label: str, out: str, branch: _Branch, ctx: _Context, round_no: int,
+                  presampled: bool) -> None:
+    exprs, encode, after = branch.after_python
+    select = "" if presampled or ctx.destinations is not None or encode is not None else _select(ctx.indices)
+    sampled = bool(select) or presampled
+    rnd.graph.append(f"[{label}]{branch.chain(select, 'format=rgb24')}[{out}]")
+    finish = ",".join([*exprs, *ctx.storage.finish]) or "null"
+    sink: Sink
+    if ctx.destinations is None and encode is None:
+        sink = FinishSink(branch.cell_id, branch.python, finish, ctx.fps)
+    else:
+        final = ctx.destinations is not None and not after
+        path = ctx.destinations[branch.cell_id] if final and ctx.destinations else (
+            ctx.workdir / f"round{round_no}_{out}{encode.suffix if encode else '.mp4'}")
+        args = encode.args if encode is not None else ctx.storage.lossless
+        sink = WriterSink(branch.cell_id, branch.python, finish, args, path, ctx.fps)
+        if not final:
+            rnd.continuations.append((path, _Branch.from_steps(branch.cell_id, after)))
+    rnd.add_stream(branch.cell_id, out, sampled=sampled, sink=sink)
 
 
-def _run_sampling_round(rnd: _Round, indices: Sequence[int] | None, workdir: Path) -> Generator[Event, None, bool]:
+def _run_round(rnd: _Round, ctx: _Context) -> Generator[Event, None, set[str]]:
+    """Run one round; yield sampled frames and failures; return the cells that failed."""
     import av
 
+    failed: set[str] = set()
     with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen(rnd.command(workdir), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE if rnd.frame_labels else subprocess.DEVNULL,
-                                stderr=errfile)
+        proc = subprocess.Popen(rnd.command(ctx.workdir), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if rnd.frame_labels else subprocess.DEVNULL, stderr=errfile)
         read_error = ""
-        try:
+        try:  # noqa: SIM105 - the except below re-raises
             if rnd.frame_labels:
                 assert proc.stdout is not None
                 try:
-                    yield from _read_nut(proc.stdout, rnd.frame_cells, indices)
+                    yield from _read_nut(proc.stdout, rnd, ctx.indices)
                 except (av.error.FFmpegError, EOFError, ValueError) as exc:
                     read_error = f"{exc.__class__.__name__}: {exc}"
             code = proc.wait()
+        except BaseException:  # interrupted or closed early: leave no ffmpeg behind
+            _kill_writers(rnd)
+            raise
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        if code == 0 and not read_error:
-            return True
-        errfile.seek(0)
-        stderr = errfile.read().decode(errors="replace")
-        raise_if_disk_full(stderr)
-        message = last_error_line(stderr) if code else read_error
-        yield CellFailure(rnd.cells, "ffmpeg_error", message)
-        return False
+        if code != 0 or read_error:
+            _kill_writers(rnd)
+            errfile.seek(0)
+            stderr = errfile.read().decode(errors="replace")
+            raise_if_disk_full(stderr)
+            message = last_error_line(stderr) if code else read_error
+            yield CellFailure(rnd.cells, "ffmpeg_error", message)
+            return set(rnd.cells)
+    for sink in rnd.sinks:
+        if sink is None:
+            continue
+        if isinstance(sink, FinishSink):
+            frames, message = sink.finish()
+            for index, image in frames:
+                yield SampledFrame(sink.cell_id, index, image)
+        else:
+            message = sink.finish()
+        if message:
+            raise_if_disk_full(message)
+            failed.add(sink.cell_id)
+            yield CellFailure((sink.cell_id,), "ffmpeg_error", message)
+    return failed
+
+
+def _kill_writers(rnd: _Round) -> None:
+    for sink in rnd.sinks:
+        if isinstance(sink, WriterSink):
+            sink.kill()
 
 
 def raise_if_disk_full(stderr: str) -> None:
@@ -324,13 +384,17 @@ def _check_cache(folder: Path, limit: int | None, source: Path) -> None:
                              f"{limit / 1e6:.1f} MB. Raise --cache-limit, then run the same command again to resume.")
 
 
-def _read_nut(stream, cells: Sequence[str], indices: Sequence[int] | None) -> Iterator[SampledFrame]:
+def _read_nut(stream, rnd: _Round, indices: Sequence[int] | None) -> Iterator[SampledFrame]:
     import av
 
-    counts = [0] * len(cells)
+    counts = [0] * len(rnd.frame_cells)
     # FFmpeg's own pipe protocol reads the descriptor in C. A Python file object would make PyAV call back
     # into Python for every read, and PyAV swallows exceptions raised there, Ctrl-C's KeyboardInterrupt included.
-    with av.open(f"pipe:{stream.fileno()}", format="nut", mode="r") as container:
+    try:
+        container = av.open(f"pipe:{stream.fileno()}", format="nut", mode="r")
+    except av.error.InvalidDataError:
+        return  # no frame at all (every sampled index beyond the end); ffmpeg's exit code tells if it failed
+    with container:
         for packet in container.demux():
             if packet.size == 0:
                 continue
@@ -338,21 +402,85 @@ def _read_nut(stream, cells: Sequence[str], indices: Sequence[int] | None) -> It
             for frame in packet.decode():
                 n = counts[k]
                 counts[k] += 1
-                index = n if indices is None else (indices[n] if n < len(indices) else None)
-                if index is not None:
-                    yield SampledFrame(cells[k], index, frame.to_ndarray(format="rgb24"))
+                sampled = rnd.frame_sampled[k] and indices is not None
+                index = (indices[n] if n < len(indices) else None) if sampled and indices is not None else n
+                if index is None:
+                    continue
+                sink = rnd.sinks[k]
+                if sink is not None:
+                    sink.push(index, frame.to_ndarray(format="rgb24"))
+                elif indices is None or index in indices:
+                    yield SampledFrame(rnd.frame_cells[k], index, frame.to_ndarray(format="rgb24"))
+
+
+def _rounds(source: Path, plans: Sequence[CellPlan], ctx: _Context,
+            cache_limit: int | None = None) -> Generator[Event, None, dict[str, str]]:
+    """Run every round for `source`; intermediate files are removed once their round is done."""
+    pending = [(Path(source), _Branch.from_steps(p.cell_id, p.steps)) for p in plans]
+    errors: dict[str, str] = {}
+    round_no = 0
+    while pending:
+        rnd = _plan_round(pending, ctx, round_no)
+        failures = yield from _run_round_collect(rnd, ctx, errors)
+        _check_cache(ctx.workdir, cache_limit, source)
+        pending = [(p, b) for p, b in rnd.continuations if b.cell_id not in failures]
+        for path in rnd.inputs:
+            if path != Path(source) and not path.is_dir():
+                path.unlink(missing_ok=True)
+        round_no += 1
+    return errors
+
+
+def _run_round_collect(rnd: _Round, ctx: _Context, errors: dict[str, str]) -> Generator[Event, None, set[str]]:
+    failed: set[str] = set()
+    for event in _run_round(rnd, ctx):
+        if isinstance(event, CellFailure):
+            failed.update(event.cell_ids)
+            errors.update({cell: event.message for cell in event.cell_ids})
+        yield event
+    return failed
+
+
+def sample_frames(
+    source: Path, plans: Sequence[CellPlan], indices: Sequence[int] | None, workdir: Path | None = None,
+    media: str = "video", cache_limit: int | None = None, fps: float = 25.0,
+) -> Iterator[Event]:
+    """Decode `source` once and yield the sampled frames of every cell, as they come.
+
+    Args:
+        source: the video file (or image, or frame folder).
+        plans: one plan per cell.
+        indices: sorted frame indices to sample (None: every frame).
+        workdir: where intermediate encodes go (a temporary folder when None); emptied afterwards.
+        media: ``video``, ``image`` or ``frames`` (the `Storage` of the cells' frames).
+        cache_limit: most bytes the intermediate files may take; more raises DiskSpaceError.
+        fps: frame rate given to frames that come back from Python steps (the source's).
+
+    Raises:
+        DiskSpaceError: the disk filled up, or the intermediates exceed `cache_limit`. A full disk is not
+            the sample's fault, so it stops the run instead of becoming a status.
+
+    Yields:
+        `SampledFrame` events, and a `CellFailure` for cells ffmpeg failed on.
+    """
+    with tempfile.TemporaryDirectory(prefix="dfbench-", dir=workdir) as tmp:
+        ctx = _Context(indices, Path(tmp), None, STORAGE[media], fps or 25.0)
+        yield from _rounds(Path(source), plans, ctx, cache_limit)
 
 
 def copy_path(path: Path, plan: CellPlan, media: str) -> Path:
     """Where the copy of `path` for `plan` goes: the same name, except filtered images, which become PNG."""
     suffix = STORAGE[media].copy_suffix
-    clean = all(isinstance(s, FilterStep) and s.expr == "null" for s in plan.steps)
-    return path if suffix is None or clean else path.with_suffix(suffix)
+    return path if suffix is None or _is_clean(plan) else path.with_suffix(suffix)
+
+
+def _is_clean(plan: CellPlan) -> bool:
+    return all(isinstance(s, FilterStep) and s.expr == "null" for s in plan.steps)
 
 
 def write_copies(
     source: Path, plans: Sequence[CellPlan], destinations: Mapping[str, Path], workdir: Path | None = None,
-    media: str = "video",
+    media: str = "video", fps: float = 25.0,
 ) -> dict[str, str]:
     """Write the full perturbed copy of `source` for every cell to `destinations[cell_id]`.
 
@@ -363,26 +491,17 @@ def write_copies(
     Returns:
         cell id -> error message, for the cells that failed (empty when all succeeded).
     """
-    errors: dict[str, str] = {}
     for dest in destinations.values():
         dest.parent.mkdir(parents=True, exist_ok=True)
-    pending = []
     for plan in plans:
-        if all(isinstance(s, FilterStep) and s.expr == "null" for s in plan.steps):
+        if _is_clean(plan):
             shutil.copyfile(source, destinations[plan.cell_id])
-        else:
-            pending.append((Path(source), _Branch.from_steps(plan.cell_id, plan.steps)))
+    rest = [p for p in plans if not _is_clean(p)]
     with tempfile.TemporaryDirectory(prefix="dfbench-", dir=workdir) as tmp:
-        round_no = 0
-        while pending:
-            rnd = _plan_round(pending, None, Path(tmp), round_no, destinations, STORAGE[media])
-            result = subprocess.run(rnd.command(Path(tmp)), stdin=subprocess.DEVNULL, capture_output=True, check=False)
-            if result.returncode != 0:
-                stderr = result.stderr.decode(errors="replace")
-                raise_if_disk_full(stderr)
-                message = last_error_line(stderr)
-                errors.update({cell: message for cell in rnd.cells})
-                break
-            pending = rnd.continuations
-            round_no += 1
-    return errors
+        ctx = _Context(None, Path(tmp), destinations, STORAGE[media], fps or 25.0)
+        events = _rounds(Path(source), rest, ctx)
+        while True:
+            try:
+                next(events)
+            except StopIteration as done:
+                return done.value or {}

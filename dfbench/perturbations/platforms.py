@@ -1,0 +1,142 @@
+"""Social-platform pipelines as profile files: one YAML per platform, registered as an operation.
+
+Image profiles (``kind: image``) become ``sn_<name>``: shrink so the long side is at most ``max_long_side``
+(Pillow, ``resample``), then re-save as JPEG at ``jpeg_quality`` with ``subsampling`` and ``progressive``;
+only pixels survive, so metadata is stripped. Video profiles (``kind: video``) become ``vsn_<name>``: shrink
+so the shorter side is at most ``max_short_side`` (bicubic, even size), then libx264 with ``profile`` and
+``crf`` in yuv420p, the frame rate kept.
+
+Every profile carries its sources and date, and ``provisional: true`` where its values are reported rather
+than measured. A user adds a platform by adding a file to a folder named in ``$DFBENCH_PLATFORMS``
+(colon-separated) or to ``~/.config/dfbench/platforms``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfbench.errors import ConfigError
+from dfbench.perturbations.base import OPERATIONS, EncodeStep, FilterStep, FrameStep, Level, Step, operation
+from dfbench.yamlio import check_keys, load_yaml
+
+COMMON_KEYS = {"name", "kind", "date", "provisional", "sources"}
+IMAGE_KEYS = COMMON_KEYS | {"max_long_side", "resample", "jpeg_quality", "subsampling", "progressive"}
+VIDEO_KEYS = COMMON_KEYS | {"max_short_side", "profile", "crf"}
+SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+RESAMPLE = ("lanczos", "bicubic", "bilinear", "area")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One platform profile, validated."""
+
+    name: str
+    kind: str
+    date: str
+    provisional: bool
+    sources: tuple[str, ...]
+    settings: dict[str, Any]
+    path: str
+
+    @property
+    def op_name(self) -> str:
+        return ("sn_" if self.kind == "image" else "vsn_") + self.name
+
+    @property
+    def source(self) -> str:
+        flag = "PROVISIONAL (reported, not measured)" if self.provisional else "measured or official"
+        return f"{flag}; profile {Path(self.path).name} dated {self.date}: " + "; ".join(self.sources)
+
+
+def profile_folders() -> list[Path]:
+    """The shipped profiles, then the user's folders (later files override earlier ones of the same name)."""
+    folders = [Path(str(resources.files("dfbench") / "platforms"))]
+    extra = os.environ.get("DFBENCH_PLATFORMS")
+    folders += [Path(p) for p in extra.split(os.pathsep) if p] if extra else []
+    folders.append(Path.home() / ".config" / "dfbench" / "platforms")
+    return [f for f in folders if f.is_dir()]
+
+
+def load_profile(path: Path) -> Profile:
+    """Read and validate one profile file (unknown and duplicate keys are errors that name them)."""
+    data = load_yaml(path.read_text(), str(path))
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in ("image", "video"):
+        raise ConfigError(f"Platform profile {str(path)!r}: 'kind' must be image or video, got {kind!r}.")
+    check_keys(data, IMAGE_KEYS if kind == "image" else VIDEO_KEYS, f"platform profile {str(path)!r}")
+    missing = sorted((IMAGE_KEYS if kind == "image" else VIDEO_KEYS) - {"provisional"} - set(data))
+    if missing:
+        raise ConfigError(f"Platform profile {str(path)!r} lacks {missing[0]!r}.")
+    if kind == "image" and (data["subsampling"] not in SUBSAMPLING or data["resample"] not in RESAMPLE):
+        raise ConfigError(f"Platform profile {str(path)!r}: subsampling must be one of {', '.join(SUBSAMPLING)} "
+                          f"and resample one of {', '.join(RESAMPLE)}.")
+    settings = {k: v for k, v in data.items() if k not in COMMON_KEYS}
+    return Profile(str(data["name"]), kind, str(data["date"]), bool(data.get("provisional", True)),
+                   tuple(str(s) for s in data["sources"]), settings, str(path))
+
+
+def _image_pipeline(settings: dict[str, Any]):
+    def fn(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from PIL import Image
+
+        image = Image.fromarray(frame)
+        limit = int(settings["max_long_side"])
+        if max(image.size) > limit:
+            scale = limit / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            resample = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
+                        "bilinear": Image.Resampling.BILINEAR, "area": Image.Resampling.BOX}[settings["resample"]]
+            image = image.resize(size, resample)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=int(settings["jpeg_quality"]),
+                   subsampling=SUBSAMPLING[settings["subsampling"]], progressive=bool(settings["progressive"]))
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            return np.asarray(decoded.convert("RGB"))
+
+    return fn
+
+
+def _register(profile: Profile) -> None:
+    settings = profile.settings
+    if profile.kind == "image":
+        def build(level: Level, seed: int) -> list[Step]:
+            return [FrameStep(_image_pipeline(settings), seed, profile.op_name)]
+
+        build.__doc__ = (f"{profile.name}: long side <= {settings['max_long_side']}, JPEG q{settings['jpeg_quality']} "
+                         f"{settings['subsampling']}{', progressive' if settings['progressive'] else ''}.")
+        media: tuple[str, ...] = ("image", "video")
+    else:
+        cap = int(settings["max_short_side"])
+
+        def build(level: Level, seed: int) -> list[Step]:
+            factor = f"min(1\\,{cap}/min(iw\\,ih))"
+            return [FilterStep(f"scale='trunc(iw*{factor}/2)*2':'trunc(ih*{factor}/2)*2':flags=bicubic"),
+                    EncodeStep(("-c:v", "libx264", "-profile:v", str(settings["profile"]), "-crf",
+                                str(settings["crf"]), "-pix_fmt", "yuv420p", "-x264-params", "threads=4"))]
+
+        build.__doc__ = (f"{profile.name}: shorter side <= {cap}, libx264 {settings['profile']} CRF {settings['crf']}, "
+                         "yuv420p.")
+        media = ("video",)
+    OPERATIONS._entries.pop(profile.op_name, None)  # a user's file replaces a shipped profile of the same name
+    operation(profile.op_name, category="social", version=1, source=profile.source, short=profile.name,
+              media=media)(build)
+
+
+def register_profiles() -> list[Profile]:
+    """Register every profile found in `profile_folders`; returns them."""
+    profiles = {}
+    for folder in profile_folders():
+        for path in sorted(folder.glob("*.yaml")):
+            profile = load_profile(path)
+            profiles[profile.name] = profile
+    for profile in profiles.values():
+        _register(profile)
+    return list(profiles.values())
