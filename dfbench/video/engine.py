@@ -400,6 +400,8 @@ def _read_nut(stream, rnd: _Round, indices: Sequence[int] | None) -> Iterator[Sa
                 continue
             k = packet.stream.index
             for frame in packet.decode():
+                if not isinstance(frame, av.VideoFrame):
+                    continue
                 n = counts[k]
                 counts[k] += 1
                 sampled = rnd.frame_sampled[k] and indices is not None
