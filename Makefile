@@ -32,11 +32,12 @@ test-slow: $(STAMP)
 
 # Reproduces dfbench/detectors/weights/effb2_demo.pt (the recipe of `dfbench train`, on the demo train split).
 demo-weights: $(STAMP)
-	$(BIN)/dfbench train --detector effb2 --dataset demo --frames 16 --epochs 40 --save-dtype fp16 \
+	$(BIN)/dfbench train --detector effb2 --recipe trueface-effb2 --dataset demo --frames 12 --val-fraction 0.2 --save-dtype fp16 \
 		--out dfbench/detectors/weights/effb2_demo.pt
 
+# The speed benchmark (README "Speed"); e.g. make bench BENCH_ARGS="--videos 4 --seconds 3 --scaling".
 bench: $(STAMP)
-	$(BIN)/python benchmarks/stages.py
+	$(BIN)/python benchmarks/stages.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -92,6 +92,11 @@ def run(
     cache_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Most disk the intermediate files may take, e.g. 2G; past it the run stops cleanly (resumable).")
     ] = None,
+    faces: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="redetect: find faces in every perturbed frame (the faithful protocol); clean: find them once per "
+             "video in the clean frames and map the boxes through each operation (finder failures then do not "
+             "count against the detector, and finding costs one cell instead of all). Default: the suite's.")
+    ] = None,
 ) -> None:
     """Score a detector on every cell of a suite and print the AUC matrix.
 
@@ -114,7 +119,7 @@ def run(
 
     config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=_weights(weights), split=split, out=out,
                        frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
-                       trust_checkpoint=trust_checkpoint,
+                       trust_checkpoint=trust_checkpoint, faces=faces,
                        cache_limit=parse_size(cache_limit) if cache_limit else None)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -126,8 +131,8 @@ def run(
             console.print(f"[cyan]note:[/] {note}", highlight=False)
         console.print(escape(f"{prep.config.detector} [{prep.adapter.weights_label}] on {prep.dataset.name}: ")
                       + f"{len(prep.dataset)} samples x {len(prep.suite.cells)} cells of '{prep.suite.name}', "
-                      f"{prep.suite.frames.per_video} frames each; device {prep.adapter.device}, "
-                      f"{prep.adapter.precision}", highlight=False)
+                      f"{prep.suite.frames.per_video} frames each, faces {prep.suite.faces}; "
+                      f"device {prep.adapter.device}, {prep.adapter.precision}", highlight=False)
         progress.start()
 
     counts = {"done": 0, "total": 0}
@@ -275,32 +280,59 @@ def perturb(
 def train(
     detector: DetectorOpt = "effb2",
     dataset: DatasetOpt = "demo",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write.")] = Path("effb2.pt"),
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (the paper: 100).")] = 100,
-    patience: Annotated[int, typer.Option(help="Early stopping patience on validation loss, in epochs.")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size (the paper: 64).")] = 64,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (the paper: 3e-4).")] = 3e-4,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write.")] = Path("detector.pt"),
+    recipe: Annotated[str, typer.Option(help="trueface-effb2, cutout, sbi or deepfeaturex.")] = "trueface-effb2",
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs (default: the recipe's).")] = None,  # noqa: UP045
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (default: the recipe's).")] = None,  # noqa: UP045
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the recipe's).")] = None,  # noqa: UP045
+    patience: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Early-stopping patience in epochs (default: the recipe's).")] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Accumulate gradients over chunks of this size (a large batch on little memory).")] = None,
     frames: Annotated[int, typer.Option(help="Frames per training video.")] = 32,
-    val_fraction: Annotated[float, typer.Option(help="Share of training groups held out for validation.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed of the split, the init and the batch order.")] = 0,
+    val_fraction: Annotated[float | None, typer.Option(
+        help="Share of training groups held out for validation [default: the recipe's; 0.3 for trueface-effb2]")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the splits, the init and the batch order.")] = 0,
+    init: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Start from 'imagenet' (efficientnet_lite0) or a checkpoint file; default: random.")] = None,
+    augment: Annotated[Optional[bool], typer.Option(  # noqa: UP045
+        help="Mirror half the training crops (default: the recipe's).")] = None,
+    cutout: Annotated[bool, typer.Option(help="cutout recipe: with Cut-Out (Table II's second column).")] = True,
+    class_map: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="deepfeaturex: map methods to DM/GAN, e.g. sbi_blur=DM,sbi_sharp=GAN.")] = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     save_dtype: Annotated[str, typer.Option(help="fp32 or fp16 weights in the saved file.")] = "fp32",
-    augment: Annotated[bool, typer.Option(help="Mirror half the training crops at random.")] = True,
 ) -> None:
-    """Train a detector with the EfficientNet-B2 paper's recipe (AdamW, early stopping on validation loss).
+    """Train a detector with a seed paper's recipe; validation is never the test split, reruns resume.
 
-    Trains on the 'train' split; validation is a seeded share of the training groups, never the test split.
+    Recipes: trueface-effb2 (EfficientNet-B2 paper), cutout (residual CNN paper, Table II), sbi (self-blended
+    images from real faces only), deepfeaturex (base models, then the head).
 
-    Example: dfbench train --detector effb2 --dataset demo --out effb2_demo.pt
+    Example: dfbench train --detector effb2 --recipe trueface-effb2 --dataset demo --out effb2.pt
     """
-    from dfbench.train import TrainConfig, train_detector
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    config = TrainConfig(detector=detector, dataset=dataset, out=out, epochs=epochs, patience=patience,
-                         batch_size=batch_size, lr=lr, frames=frames, val_fraction=val_fraction, seed=seed,
-                         device=device, save_dtype=save_dtype, augment=augment)
-    result = train_detector(config, log=lambda msg: console.print(msg, highlight=False))
-    console.print(f"Best epoch {result.best_epoch} (validation loss {result.best_val_loss:.4f}); "
-                  f"wrote {out}", highlight=False)
+    from dfbench.training import Overrides, TrainConfig, train_detector
+
+    overrides = Overrides(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, flip=augment,
+                          cutout=cutout, micro_batch=micro_batch, seed=seed)
+    config = TrainConfig(detector=detector, dataset=dataset, out=out, recipe=recipe, frames=frames,
+                         val_fraction=val_fraction, device=device, precision=precision, save_dtype=save_dtype,
+                         init=init, class_map=class_map, overrides=overrides)
+    bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
+                   TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=console, transient=True)
+    task = bar.add_task("train", total=None, epoch=0, loss=0.0)
+
+    def on_batch(epoch: int, batch: int, batches: int, loss: float) -> None:
+        bar.update(task, completed=batch, total=batches, epoch=epoch, loss=loss)
+
+    with bar:
+        result = train_detector(config, log=lambda msg: bar.console.print(msg, highlight=False), progress=on_batch)
+    console.print(f"Kept epoch {result.best_epoch} (validation loss {result.best_val_loss:.4f}, AUC "
+                  f"{result.best_val_auc:.4f}); {result.seconds_per_epoch:.0f} s per epoch; wrote {out}",
+                  highlight=False)
 
 
 RunDirsArg = Annotated[list[Path], typer.Argument(help="Run folders (each holds a scores.sqlite).")]

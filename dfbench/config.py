@@ -136,7 +136,9 @@ class SuiteConfig:
         cells: ordered cells; the first must be ``none-0``, the clean reference.
         media: media kinds the suite accepts (``video``).
         frames: frame sampling.
-        faces: ``redetect`` finds faces in every perturbed frame.
+        faces: ``redetect`` finds faces in every perturbed frame (faithful: finder failures count against the
+            detector); ``clean`` finds them once in the clean frames and maps the boxes through each cell's
+            geometry (`faces.mapping`).
         aggregation: frame-to-video aggregation of scores (``mean``).
         copy_encoding: how written copies store filtered frames; ``lossless`` keeps them bit-exact.
         seed: the suite seed from which every stochastic op's seed is derived.
@@ -163,8 +165,8 @@ class SuiteConfig:
             raise ConfigError(f"Suite {self.name!r} lists cell {dupes[0]!r} twice.")
         if self.cells[0].op != "none":
             raise ConfigError(f"Suite {self.name!r} must start with the clean cell 'none'.")
-        if self.faces not in ("redetect",):
-            raise ConfigError(f"faces {self.faces!r} is not supported yet; allowed: 'redetect'.")
+        if self.faces not in ("redetect", "clean"):
+            raise ConfigError(f"faces {self.faces!r} is not supported; allowed: 'redetect', 'clean'.")
         if self.aggregation != "mean":
             raise ConfigError(f"aggregation {self.aggregation!r} is not supported; allowed: 'mean'.")
         if self.copy_encoding != "lossless":
@@ -187,6 +189,12 @@ class SuiteConfig:
         if per_video is None:
             return self
         return dataclasses.replace(self, frames=FrameProtocol(per_video))
+
+    def with_faces(self, mode: str | None) -> SuiteConfig:
+        """This suite with another face mode (None keeps it)."""
+        if mode is None:
+            return self
+        return dataclasses.replace(self, faces=mode)  # type: ignore[arg-type]  # checked in __post_init__
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description; its hash identifies the protocol."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-
 from dfbench.errors import ConfigError
 
 KINDS = ("detectors", "ops", "suites")
@@ -22,13 +20,12 @@ def render_listing(what: str):
 
 
 def _detectors():
-    from rich.console import Group
     from rich.markup import escape
-    from rich.text import Text
 
     from dfbench.detectors import DETECTORS
 
-    blocks: list = [Text("Detectors (--detector KEY; also timm:<name> for any timm model)", style="bold")]
+    entries: list[list[str]] = []
+    title = "Detectors (--detector KEY; also timm:<name> for any timm model)"
     for key in DETECTORS.names():
         card = DETECTORS.get(key).card
         crop = card.crop
@@ -45,34 +42,56 @@ def _detectors():
             f"  reference: {escape(card.reference)}",
             f"  checked: {escape(card.verified)}",
         ]
-        blocks.append(Text.from_markup("\n".join(lines)))
-    return Group(*blocks)
+        entries.append(lines)
+    return _blocks(title, entries)
 
 
-def _ops() -> Table:
+def _ops():
+    from rich.markup import escape
+
     from dfbench.perturbations import OPERATIONS
 
-    table = Table(title="Operations", show_lines=True)
-    for col in ("op", "category", "default levels", "unit", "ver", "media", "seeded", "geometry", "what", "source"):
-        table.add_column(col, overflow="fold")
+    # One block per operation rather than a table: the source citations are long and a ten-column table
+    # folds every cell into unreadable slivers in an 80-column terminal (or a CI log).
+    entries: list[list[str]] = []
+    title = "Operations (use in a suite: op NAME, levels [...]; or dfbench preview --op NAME)"
     for key in OPERATIONS.names():
         op = OPERATIONS.get(key)
         levels = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in op.levels)
-        geometry = op.geometry(op.levels[0]).kind
-        table.add_row(key, op.category, levels, op.unit or "-", str(op.version), "/".join(sorted(op.media)),
-                      "yes" if op.stochastic else "no", geometry, op.summary, op.source)
-    return table
+        lines = [
+            f"[bold cyan]{key}[/]  {escape(op.summary)}",
+            f"  category {op.category}; levels {escape(levels)} ({escape(op.unit or 'no unit')}); "
+            f"media {'/'.join(sorted(op.media))}; version {op.version}; "
+            f"{'seeded' if op.stochastic else 'deterministic'}; geometry {op.geometry(op.levels[0]).kind}",
+            f"  source: {escape(op.source)}",
+        ]
+        entries.append(lines)
+    return _blocks(title, entries)
 
 
-def _suites() -> Table:
+def _suites():
+    from rich.markup import escape
+
     from dfbench.config import list_suites, load_suite
 
-    table = Table(title="Suites (use --suite NAME, or a path to your own YAML)", show_lines=True)
-    for col in ("suite", "version", "media", "cells", "frames", "description", "source"):
-        table.add_column(col, overflow="fold")
+    entries: list[list[str]] = []
+    title = "Suites (use --suite NAME, or a path to your own YAML)"
     for name in list_suites():
         suite = load_suite(name)
-        cells = f"{len(suite.cells)}: " + ", ".join(c.id for c in suite.cells)
-        table.add_row(name, str(suite.version), "/".join(suite.media), cells, str(suite.frames.per_video),
-                      suite.description, suite.source)
-    return table
+        cells = ", ".join(c.id for c in suite.cells)
+        lines = [
+            f"[bold cyan]{name}[/]  {escape(suite.description)}",
+            f"  version {suite.version}; media {'/'.join(suite.media)}; {suite.frames.per_video} frames per video; "
+            f"{len(suite.cells)} cells: {escape(cells)}",
+            f"  source: {escape(suite.source)}",
+        ]
+        entries.append(lines)
+    return _blocks(title, entries)
+
+
+def _blocks(title: str, entries: list[list[str]]):
+    """A bold title, then one block of markup lines per entry (readable at any terminal width)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    return Group(Text(title, style="bold"), *(Text.from_markup("\n".join(lines)) for lines in entries))

@@ -23,7 +23,10 @@ from dfbench.config import Cell, SuiteConfig, load_suite
 from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.errors import ConfigError, DiskSpaceError, MediaError
-from dfbench.faces import CropSpec, FaceFinder, crop_face, make_finder, select_faces
+from dfbench.faces import CropSpec, Face, FaceFinder, crop_face, make_finder, select_faces
+from dfbench.faces.mapping import map_faces
+from dfbench.perturbations import OPERATIONS
+from dfbench.perturbations.geometry import Geometry
 from dfbench.provenance import provenance, stable_hash
 from dfbench.store import FrameRow, ScoreStore, TaskRow
 from dfbench.video.engine import CellFailure, CellPlan, sample_frames
@@ -31,6 +34,7 @@ from dfbench.video.probe import media_of, probe_video, sample_indices
 
 log = logging.getLogger(__name__)
 DEMO = "demo"
+CLEAN_PASS = "clean-pass"   # the decode-only pass of faces=clean when the suite has no clean cell to reuse
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class RunConfig:
         limit: score at most this many samples (balanced by label).
         trust_checkpoint: allow unpickling a checkpoint that is not a plain state dict.
         finder: face finder name (``mtcnn``, or ``none`` for inputs that are already face crops).
+        faces: ``redetect`` or ``clean``, overriding the suite's face mode (None keeps it).
         cache_limit: most bytes of intermediate files (compression encodes) at a time; None: no limit.
         min_free_bytes: the run stops cleanly (resumable) before a sample when less disk than this is free.
     """
@@ -67,6 +72,7 @@ class RunConfig:
     limit: int | None = None
     trust_checkpoint: bool = False
     finder: str = "mtcnn"
+    faces: str | None = None
     cache_limit: int | None = None
     min_free_bytes: int = 256 * 1024 * 1024
 
@@ -126,7 +132,7 @@ ProgressFn = Callable[[int, int, str], None]
 def prepare(config: RunConfig) -> Prepared:
     """Resolve and validate everything (dataset, suite, weights) before any work starts."""
     notes: list[str] = []
-    suite = load_suite(config.suite).with_frames(config.frames)
+    suite = load_suite(config.suite).with_frames(config.frames).with_faces(config.faces)
     dataset = load_dataset(config.dataset)
     split = config.split
     if split is None and dataset.has_splits:
@@ -197,8 +203,12 @@ def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], 
     indices = sample_indices(info.frame_count, prep.suite.frames.per_video)
     seeds = {c.id: c.seed(prep.suite.seed, sample_id) for c in cells}
     plans = [CellPlan(c.id, c.steps(prep.suite.seed, sample_id)) for c in cells]
+    geometries = None
+    if prep.suite.faces == "clean":
+        geometries = {c.id: [OPERATIONS.get(op).geometry(level) for op, level in c.parts] for c in cells}
     crops, owners, seen, failures = collect_faces(prep.finder, prep.adapter.card.crop, plans, path, indices,
-                                                  workdir, clock, media_of(path), prep.config.cache_limit, info.fps)
+                                                  workdir, clock, media_of(path), prep.config.cache_limit, info.fps,
+                                                  geometries)
     scores = _infer(prep.adapter, crops, owners, failures, prep.config.batch_size, clock)
     frames: list[FrameRow] = []
     tasks: list[TaskRow] = []
@@ -237,8 +247,13 @@ def _frame_row(sample_id: str, cell: str, index: int, n_faces: int | None,
 
 def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], path: Path, indices: list[int],
                   workdir: Path | None, clock: StageClock, media: str = "video", cache_limit: int | None = None,
-                  fps: float = 25.0):
+                  fps: float = 25.0, geometries: dict[str, list[Geometry]] | None = None):
     """Decode and fan out, find faces in each sampled frame as it arrives, cut the crops.
+
+    Args:
+        geometries: None finds faces in every perturbed frame (``redetect``). Otherwise (``clean``) faces are
+            found once, in the clean frames (a first, decode-only pass; the clean cell is scored from it), and
+            carried into each cell's frames through the cell's geometries (cell id -> operations' geometries).
 
     Returns:
         crops (uint8 RGB, size x size x 3), their owners (cell, frame index), the number of faces scored
@@ -248,25 +263,56 @@ def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], pat
     owners: list[tuple[str, int]] = []
     seen: dict[tuple[str, int], int] = {}
     failures: dict[str, str] = {}
-    events = sample_frames(path, plans, indices, workdir, media, cache_limit, fps)
+    clean: dict[int, tuple[list[Face], tuple[int, int]]] = {}
+
+    def take(cell_id: str, index: int, image: np.ndarray, faces: list[Face]) -> None:
+        chosen = select_faces(faces, spec)
+        seen[(cell_id, index)] = len(chosen)
+        for face in chosen:
+            crops.append(crop_face(image, face, spec))
+            owners.append((cell_id, index))
+
+    if geometries is not None:
+        clean_plan = next((p for p in plans if not p.steps), CellPlan(CLEAN_PASS, ()))
+        for event in _timed_events(sample_frames(path, [clean_plan], indices, workdir, media, cache_limit, fps),
+                                   clock):
+            if isinstance(event, CellFailure):
+                message = f"{event.status}: {event.message}"
+                return crops, owners, seen, {plan.cell_id: message for plan in plans}
+            t0 = time.perf_counter()
+            found = finder.find(event.image)
+            clean[event.index] = found, (event.image.shape[1], event.image.shape[0])
+            if clean_plan in plans:
+                take(event.cell_id, event.index, event.image, found)
+            clock.add("faces", time.perf_counter() - t0, 1)
+        plans = [p for p in plans if p is not clean_plan]
+    for event in _timed_events(sample_frames(path, plans, indices, workdir, media, cache_limit, fps), clock):
+        if isinstance(event, CellFailure):
+            failures.update({cell: f"{event.status}: {event.message}" for cell in event.cell_ids})
+            continue
+        t0 = time.perf_counter()
+        if geometries is None:
+            faces = finder.find(event.image)
+        else:
+            found, size = clean.get(event.index, ([], (0, 0)))
+            shape = (event.image.shape[1], event.image.shape[0])
+            faces = map_faces(found, geometries[event.cell_id], size, shape) if found else []
+        take(event.cell_id, event.index, event.image, faces)
+        clock.add("faces", time.perf_counter() - t0, 1)
+    return crops, owners, seen, failures
+
+
+def _timed_events(events, clock: StageClock):
+    """`events`, with the time spent waiting for each (decoding and perturbing) added to the clock."""
     while True:
         t0 = time.perf_counter()
         event = next(events, None)
         t1 = time.perf_counter()
         if event is None:
             clock.add("decode_perturb", t1 - t0)
-            break
-        if isinstance(event, CellFailure):
-            failures.update({cell: f"{event.status}: {event.message}" for cell in event.cell_ids})
-            continue
-        clock.add("decode_perturb", t1 - t0, 1)
-        faces = select_faces(finder.find(event.image), spec)
-        seen[(event.cell_id, event.index)] = len(faces)
-        for face in faces:
-            crops.append(crop_face(event.image, face, spec))
-            owners.append((event.cell_id, event.index))
-        clock.add("faces", time.perf_counter() - t1, 1)
-    return crops, owners, seen, failures
+            return
+        clock.add("decode_perturb", t1 - t0, 0 if isinstance(event, CellFailure) else 1)
+        yield event
 
 
 FrameScore = tuple[float, "str | None"]

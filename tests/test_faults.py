@@ -200,7 +200,7 @@ def test_nan_and_infinite_scores_become_bad_score_rows(small_demo: Path, tmp_pat
     frames = _frames(tmp_path / "run" / "scores.sqlite")
     assert set(frames["status"]) >= {"ok", "bad_score"}
     assert frames.loc[frames["status"] == "bad_score", "score"].isna().all()
-    assert (summary.results.results["n_errors"] > 0).any()
+    assert (summary.results.metrics()["n_errors"] > 0).any()
 
 
 def test_two_processes_writing_one_store_never_corrupt_it(tmp_path: Path):

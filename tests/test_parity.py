@@ -34,6 +34,13 @@ def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def _close(got: torch.Tensor, expected: torch.Tensor, label: str) -> None:
+    """Assert parity to TOL and print the largest difference (``pytest -s`` shows it)."""
+    diff = float((got - expected).abs().max())
+    print(f"parity {label}: max |diff| {diff:.2e}")
+    assert diff < TOL, (label, diff)
+
+
 def _faces(n: int, size: int) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(7))
 
@@ -118,9 +125,9 @@ def test_xception_reads_the_ffpp_pickled_transfer_model(ffpp_network, tmp_path: 
         _adapter("xception", tmp_path / "all_c23.p")
     first = _adapter("xception", tmp_path / "all_c23.p", trust_checkpoint=True)
     assert first.notes and "plain state dict" in first.notes[0]
-    assert (first.predict(faces) - expected).abs().max() < TOL
+    _close(first.predict(faces), expected, "xception FF++ pickle")
     again = _adapter("xception", tmp_path / "all_c23.p")  # converted once: no trust needed any more
-    assert (again.predict(faces) - expected).abs().max() < TOL
+    _close(again.predict(faces), expected, "xception FF++ pickle")
 
 
 def test_xception_reads_ffpp_and_timm_state_dicts(ffpp_network, tmp_path: Path):
@@ -128,7 +135,7 @@ def test_xception_reads_ffpp_and_timm_state_dicts(ffpp_network, tmp_path: Path):
     faces = _faces(2, 299)
     expected = _xception_reference(model, faces)
     torch.save(model.state_dict(), tmp_path / "ffpp_keys.pth")
-    assert (_adapter("xception", tmp_path / "ffpp_keys.pth").predict(faces) - expected).abs().max() < TOL
+    _close(_adapter("xception", tmp_path / "ffpp_keys.pth").predict(faces), expected, "xception FF++ state dict")
 
 
 # -- SBI (efficientnet_pytorch EfficientNet-B4) ------------------------------------------------------------------
@@ -145,7 +152,7 @@ def test_sbi_reads_the_released_tar(tmp_path: Path):
     with torch.no_grad():
         expected = torch.softmax(net(faces), dim=1)[:, 1]
     got = _adapter("sbi", tmp_path / "FFraw.tar").predict(faces)
-    assert (got - expected).abs().max() < TOL
+    _close(got, expected, "sbi FFc23.tar")
 
 
 # -- EfficientNet-B2: torchvision and efficientnet_pytorch layouts -------------------------------------------------
@@ -163,7 +170,7 @@ def test_effb2_reads_torchvision_state_dicts(tmp_path: Path):
     faces = _faces(2, 224)
     with torch.no_grad():
         expected = torch.softmax(model(_imagenet(faces)), dim=1)[:, 1]
-    assert (_adapter("effb2", tmp_path / "tv_b2.pth").predict(faces) - expected).abs().max() < TOL
+    _close(_adapter("effb2", tmp_path / "tv_b2.pth").predict(faces), expected, "effb2 torchvision")
 
 
 def test_effb2_reads_efficientnet_pytorch_state_dicts(tmp_path: Path):
@@ -178,7 +185,7 @@ def test_effb2_reads_efficientnet_pytorch_state_dicts(tmp_path: Path):
         expected = torch.softmax(model(_imagenet(faces)), dim=1)[:, 1]
     adapter = _adapter("effb2", tmp_path / "lm_b2.pth")
     assert adapter.architecture == "tf_efficientnet_b2"
-    assert (adapter.predict(faces) - expected).abs().max() < TOL
+    _close(adapter.predict(faces), expected, "effb2 efficientnet_pytorch")
 
 
 # -- DeepFeatureX (torchvision DenseNet-121 base models) -----------------------------------------------------------
@@ -220,8 +227,8 @@ def test_deepfeaturex_reads_the_complete_state_dict(dfx_reference, tmp_path: Pat
     faces = _faces(2, 256)
     probs = _dfx_expected(dfx_reference, faces)
     adapter = _adapter("deepfeaturex", tmp_path / "dense121.pt")
-    assert (adapter.predict(faces) - (1 - probs[:, 2])).abs().max() < TOL
-    assert (adapter.predict_classes(faces) - probs).abs().max() < TOL
+    _close(adapter.predict(faces), 1 - probs[:, 2], "deepfeaturex complete")
+    _close(adapter.predict_classes(faces), probs, "deepfeaturex complete, 3 classes")
 
 
 def test_deepfeaturex_reads_base_models_and_head_files(dfx_reference, tmp_path: Path):
@@ -238,7 +245,7 @@ def test_deepfeaturex_reads_base_models_and_head_files(dfx_reference, tmp_path: 
     faces = _faces(2, 256)
     expected = 1 - _dfx_expected(dfx_reference, faces)[:, 2]
     for weights in (files + [tmp_path / "head" / "dense121.pt"], tmp_path):
-        assert (_adapter("deepfeaturex", weights).predict(faces) - expected).abs().max() < TOL
+        _close(_adapter("deepfeaturex", weights).predict(faces), expected, "deepfeaturex base + head files")
 
 
 # -- Capsule-Forensics-v2 ------------------------------------------------------------------------------------------
@@ -303,6 +310,6 @@ def test_capsule_reads_the_capsule_state_dict_and_vgg19_weights(tmp_path: Path):
     with torch.no_grad():
         expected = reference(_imagenet(faces))[:, 1]
     adapter = _adapter("capsule", [tmp_path / "vgg19-dcbb9e9d.pth", tmp_path / "capsule_21.pt"])
-    assert (adapter.predict(faces) - expected).abs().max() < TOL
+    _close(adapter.predict(faces), expected, "capsule + vgg19")
     with pytest.raises(CheckpointError, match="missing: the VGG19 ImageNet weights"):
         _adapter("capsule", tmp_path / "capsule_21.pt")

@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 
 from dfbench.cache import cache_root
+from dfbench.data.blend import self_blend
 from dfbench.data.manifest import Dataset, validate
 from dfbench.errors import MediaError
 from dfbench.video.ffmpeg import base_command, input_url, last_error_line
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 WIDTH, HEIGHT, FPS, N_FRAMES = 854, 480, 20, 40
 DEFAULT_CLIPS, TRAIN_FRACTION = 48, 3 / 4
 
@@ -59,14 +60,14 @@ def build_demo(folder: Path, n_clips: int = DEFAULT_CLIPS, seed: int = 0, worker
         # spawn, not fork: the parent has OpenCV worker threads (the face finder), which fork would copy
         # in a locked state.
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(_render_clip_job, jobs))
+            kinds = list(pool.map(_render_clip_job, jobs))
         n_train = max(1, min(n_clips - 1, round(n_clips * TRAIN_FRACTION)))
         rows = []
         for i in range(n_clips):
             for label, kind in ((0, "real"), (1, "fake")):
                 rows.append({"sample_id": f"{kind}/clip_{i:03d}", "path": f"{kind}/clip_{i:03d}.mp4",
                              "label": label, "split": "train" if i < n_train else "test",
-                             "method": "sbi_blend" if label else "", "group": f"clip_{i:03d}"})
+                             "method": f"sbi_{kinds[i]}" if label else "", "group": f"clip_{i:03d}"})
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
         if folder.exists():
             shutil.rmtree(folder)
@@ -120,14 +121,16 @@ def _photos() -> list[_Photo]:
 
 # -- rendering one clip -------------------------------------------------------------------------------
 
-def _render_clip_job(job: tuple[Path, int, int, _Photo]) -> None:
+def _render_clip_job(job: tuple[Path, int, int, _Photo]) -> str:
+    """Render one clip's real and fake videos; returns the fake's frequency jitter (``blur`` or ``sharpen``)."""
     import cv2
 
     cv2.setNumThreads(1)
     folder, index, seed, photo = job
     rng = np.random.default_rng([seed, index, DEMO_VERSION])
     world, face = _world(photo, rng)
-    fake_world = _self_blend(world, face, rng)
+    record: dict[str, str] = {}
+    fake_world = self_blend(world, face, rng, record)
     cameras = _camera_path(world.shape, face, rng)
     names = [folder / "real" / f"clip_{index:03d}.mp4", folder / "fake" / f"clip_{index:03d}.mp4"]
     encoders = [_open_encoder(path) for path in names]
@@ -150,6 +153,7 @@ def _render_clip_job(job: tuple[Path, int, int, _Photo]) -> None:
     finally:
         for enc, path in zip(encoders, names, strict=True):
             _close_encoder(enc, path)
+    return record["frequency"]
 
 
 def _world(photo: _Photo, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -183,40 +187,6 @@ def _world(photo: _Photo, rng: np.random.Generator) -> tuple[np.ndarray, tuple[f
     world[cy0:cy1, cx0:cx1] = region * (1 - alpha[src]) + photo_img[src] * alpha[src]
     box = (x1 * scale + ox, y1 * scale + oy, x2 * scale + ox, y2 * scale + oy)
     return np.clip(world, 0, 255).astype(np.uint8), box
-
-
-def _self_blend(world: np.ndarray, face: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
-    """SBI-style fake: a colour/scale-jittered copy of the face blended back through a soft mask."""
-    import cv2
-
-    x1, y1, x2, y2 = face
-    w, h = x2 - x1, y2 - y1
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    def away_from_one(low: float, high: float) -> float:  # a factor in [1/high, 1/low] or [low, high]
-        value = rng.uniform(low, high)
-        return value if rng.random() < 0.5 else 1 / value
-
-    source = world.astype(np.float32)
-    cast = rng.uniform(8, 18, size=3) * rng.choice([-1, 1], size=3)
-    source = source * away_from_one(1.06, 1.14) + cast                            # brightness, colour cast
-    gray = source.mean(axis=2, keepdims=True)
-    source = gray + (source - gray) * away_from_one(1.1, 1.25)                    # saturation
-    if rng.random() < 0.5:
-        source = cv2.GaussianBlur(source, (0, 0), rng.uniform(0.6, 1.4))          # frequency: blur
-    else:
-        soft = cv2.GaussianBlur(source, (0, 0), 1.0)
-        source = source + (source - soft) * rng.uniform(0.5, 1.2)                # frequency: sharpen
-    ratio = away_from_one(1.02, 1.06)                                             # scale and shift jitter
-    shift = rng.uniform(-0.03, 0.03, size=2) * (w, h)
-    matrix = np.array([[ratio, 0, (1 - ratio) * cx + shift[0]], [0, ratio, (1 - ratio) * cy + shift[1]]],
-                      dtype=np.float32)
-    moved = cv2.warpAffine(source, matrix, (world.shape[1], world.shape[0]), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REFLECT_101)
-    mask = np.zeros(world.shape[:2], np.float32)
-    axes = (int(w * rng.uniform(0.42, 0.52)), int(h * rng.uniform(0.5, 0.62)))
-    cv2.ellipse(mask, (int(cx), int(cy + 0.05 * h)), axes, rng.uniform(-8, 8), 0, 360, 1.0, -1)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.06 * w))[..., None] * rng.uniform(0.9, 1.0)
-    return np.clip(world * (1 - mask) + moved * mask, 0, 255).astype(np.uint8)
 
 
 def _camera_path(shape: tuple[int, ...], face: tuple[float, ...], rng: np.random.Generator) -> list[np.ndarray]:

@@ -1,0 +1,33 @@
+"""``faces: clean``: faces found once in the clean frame, carried into every perturbed frame by geometry.
+
+Each operation declares how it changes the frame (`perturbations.geometry`): flips mirror boxes, resizes scale
+them. A cell's boxes go through its operations' geometries in order. Every size-changing operation here keeps
+the whole field of view, so when the frame that comes back is not the size the declared geometry predicts
+(a platform profile that caps the long side, an even-size rounding), the box is scaled by the actual over the
+predicted size as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dfbench.faces.finder import Face
+from dfbench.perturbations.geometry import Geometry
+
+
+def map_faces(faces: Sequence[Face], geometries: Sequence[Geometry], clean_size: tuple[int, int],
+              out_size: tuple[int, int]) -> list[Face]:
+    """`faces` found in a clean frame of `clean_size` (width, height), in the pixels of the perturbed frame.
+
+    >>> from dfbench.perturbations.geometry import HorizontalFlip
+    >>> map_faces([Face(10, 20, 30, 60, 0.99)], [HorizontalFlip()], (100, 80), (100, 80))
+    [Face(x1=70.0, y1=20.0, x2=90.0, y2=60.0, confidence=0.99)]
+    """
+    width, height = clean_size
+    boxes = [(f.x1, f.y1, f.x2, f.y2) for f in faces]
+    for geometry in geometries:
+        boxes = [geometry.map_box(box, width, height) for box in boxes]
+        width, height = geometry.size(width, height)
+    sx, sy = out_size[0] / width, out_size[1] / height
+    return [Face(x1 * sx, y1 * sy, x2 * sx, y2 * sy, f.confidence)
+            for (x1, y1, x2, y2), f in zip(boxes, faces, strict=True)]
