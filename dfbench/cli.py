@@ -153,7 +153,8 @@ def run(
     if summary.n_resumed:
         console.print(f"Resumed: {summary.n_resumed} samples were already scored in {out}.")
     wide = [table_one(summary.results, "auc"), table_one(summary.results, "acc")]
-    if all(console.measure(t).maximum <= console.width for t in wide):
+    unlimited = console.options.update_width(10_000)   # the width each table wants, not what it would get
+    if all(console.measure(t, options=unlimited).maximum <= console.width for t in wide):
         for table in wide:
             console.print(table)
     else:

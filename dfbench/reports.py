@@ -164,7 +164,7 @@ def cell_table(results: Results):
     cells = counts.sort_values("position")
     labels = _labels(cells.reset_index())
     table = Table(title=escape(f"{run['detector']} [{run['weights']}] on {run['dataset']} (%)"), header_style="bold",
-                  box=box.SIMPLE_HEAD)
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("category", "cell", "AUC(v)", "AUC(f)", "ACC(v)", "videos", "no face", "errors"):
         table.add_column(col, justify="left" if col in ("category", "cell") else "right", no_wrap=True)
     previous = None
