@@ -222,7 +222,9 @@ def main() -> None:
         report["ratio_to_unavoidable"] = round(report["dfbench"]["seconds"] / report["limits"]["unavoidable"], 3)
         report["ratio_to_unavoidable_faces_clean"] = round(
             report["dfbench_faces_clean"]["seconds"] / report["limits"]["unavoidable_clean_mode"], 3)
-        if args.scaling:
+        if args.scaling and args.videos < 4:
+            print("--scaling needs --videos 4 or more (it compares half the videos with all of them)")
+        elif args.scaling:
             half = folder / "half.csv"
             table = pd.read_csv(manifest)
             table.head(max(2, len(table) // 2)).to_csv(half, index=False)
