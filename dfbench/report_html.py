@@ -135,8 +135,9 @@ def _by_cell(results: Results, metric: str) -> pd.DataFrame:
     table = results.metrics(("suite",))
     table = table[table["metric"] == metric].copy()
     table["run"] = [f"{d} [{w}]" for d, w in zip(table["detector"], table["weights"], strict=True)]
-    wide = table.pivot_table(index=["position", "category", "cell"], columns="run", values="value", aggfunc="first",
-                             sort=False, dropna=False).sort_index(level="position") * 100
+    # groupby + unstack, not pivot_table(dropna=False), which would cross every category with every cell
+    wide = (table.groupby(["position", "category", "cell", "run"], sort=False)["value"].first()
+            .unstack("run").sort_index(level="position") * 100)
     wide = wide.reset_index(level="position", drop=True)
     perturbed = table[table["category"] != CLEAN]
     means = perturbed.pivot_table(index="category", columns="run", values="value", aggfunc="mean", sort=False,

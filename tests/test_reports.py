@@ -99,6 +99,12 @@ def test_report_is_one_self_contained_html_file(two_runs: list[Path], tmp_path: 
                   "Provenance"):
         assert f"<h2>{title}</h2>" in page
     assert page.count("data:image/png;base64,") >= 3
+    from dfbench.report_html import _by_cell
+
+    by_cell = _by_cell(load_results(two_runs), "auc")   # one row per cell, per category mean, and the overall mean
+    categories = {c for c in by_cell["category"] if c not in ("clean", "all perturbed")}
+    assert len(by_cell) == 13 + len(categories) + 1 and by_cell["cell"].is_unique is False
+    assert by_cell.iloc[:13]["cell"].tolist()[0] == "none-0" and by_cell.iloc[:13]["cell"].is_unique
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
