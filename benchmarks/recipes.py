@@ -24,7 +24,7 @@ RECIPES = {  # recipe: (detector, init, class map)
     "trueface-effb2": ("effb2", None, None),
     "cutout": ("resnet68", None, None),
     "sbi": ("efficientnet_lite0", "imagenet", None),
-    "deepfeaturex": ("deepfeaturex", None, "sbi_blur=DM,sbi_sharp=GAN"),
+    "deepfeaturex": ("deepfeaturex", None, "sbi_blur=DM,sbi_sharpen=GAN"),
 }
 
 

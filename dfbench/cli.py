@@ -301,7 +301,7 @@ def train(
         help="Mirror half the training crops (default: the recipe's).")] = None,
     cutout: Annotated[bool, typer.Option(help="cutout recipe: with Cut-Out (Table II's second column).")] = True,
     class_map: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="deepfeaturex: map methods to DM/GAN, e.g. sbi_blur=DM,sbi_sharp=GAN.")] = None,
+        help="deepfeaturex: map methods to DM/GAN, e.g. sbi_blur=DM,sbi_sharpen=GAN.")] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     save_dtype: Annotated[str, typer.Option(help="fp32 or fp16 weights in the saved file.")] = "fp32",

@@ -26,7 +26,7 @@ def _train(*args: str) -> subprocess.CompletedProcess:
     ("effb2", "trueface-effb2", ()),
     ("resnet68", "cutout", ("--micro-batch", "4")),
     ("efficientnet_lite0", "sbi", ("--init", "imagenet")),
-    ("deepfeaturex", "deepfeaturex", ("--class-map", "sbi_blur=DM,sbi_sharp=GAN")),
+    ("deepfeaturex", "deepfeaturex", ("--class-map", "sbi_blur=DM,sbi_sharpen=GAN")),
 ])
 def test_every_recipe_trains_from_the_command_line(detector: str, recipe: str, extra: tuple, tmp_path: Path):
     out = tmp_path / f"{detector}.pt"

@@ -96,7 +96,7 @@ def class_labels(crops: Crops, class_map: dict[str, str]) -> np.ndarray:
         out[i] = CLASSES.index(target)
     if unknown:
         raise DatasetError(f"deepfeaturex needs each fake's method to be DM or GAN; found {sorted(unknown)}. Map them "
-                           "with --class-map, e.g. --class-map sbi_blur=DM,sbi_sharp=GAN.")
+                           "with --class-map, e.g. --class-map sbi_blur=DM,sbi_sharpen=GAN.")
     return out
 
 
@@ -113,7 +113,7 @@ def unbalanced_subset(targets: np.ndarray, cls: int, rng: np.random.Generator) -
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:
-    """``sbi_blur=DM,sbi_sharp=GAN`` -> {method: class}."""
+    """``sbi_blur=DM,sbi_sharpen=GAN`` -> {method: class}."""
     if not text:
         return {}
     pairs = [item.split("=", 1) for item in text.split(",") if item]
