@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfbench.results import CLEAN, Results
+from dfbench.results import CLEAN, Results, spread
 
 RESULT_COLUMNS = ["detector", "weights", "dataset", "op", "level", "category", "metric", "aggregation", "value",
                   "n_videos", "n_frames", "n_no_face", "n_errors", "weights_sha256"]
@@ -95,8 +95,7 @@ def leaderboard_wide(long: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     video = long[(long["metric"] == metric) & (long["aggregation"] != "frame")]
     order = video.drop_duplicates("cell")["cell"].tolist()
     keys = ["detector", "weights", "dataset", "suite"]
-    wide = video.pivot_table(index=keys, columns="cell", values="value", aggfunc="first", dropna=False)
-    wide = wide.reindex(columns=order)
+    wide = spread(video, keys, "cell").reindex(columns=order)
     perturbed = video[video["category"] != CLEAN]
     wide["avg"] = perturbed.groupby(keys)["value"].mean()
     return wide.reset_index()

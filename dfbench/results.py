@@ -142,8 +142,7 @@ class Results:
         table = self.metrics([aggregation])
         table = table[table["metric"] == metric]
         order = table.drop_duplicates("cell").sort_values("position")["cell"].tolist()
-        wide = table.pivot_table(index=["detector", "weights", "dataset"], columns="cell", values="value",
-                                 aggfunc="first", dropna=False).reindex(columns=order)
+        wide = spread(table, ["detector", "weights", "dataset"], "cell").reindex(columns=order)
         cats = self.by_category(metric, aggregation)
         wide = wide.join(cats.set_index(["detector", "weights", "dataset"]))
         return (wide * 100 if percent else wide).reset_index()
@@ -153,8 +152,7 @@ class Results:
         table = self.metrics([aggregation])
         table = table[(table["metric"] == metric) & (table["category"] != CLEAN)]
         keys = ["detector", "weights", "dataset"]
-        per_cat = table.pivot_table(index=keys, columns="category", values="value", aggfunc="mean", sort=False,
-                                    dropna=False)
+        per_cat = spread(table, keys, "category", "mean")
         per_cat.columns = [f"avg_{c}" for c in per_cat.columns]
         per_cat["avg"] = table.groupby(keys)["value"].mean()
         return per_cat.reset_index()
@@ -190,6 +188,16 @@ class Results:
         rows = [{"run_id": r, "detector": d, "weights": w, "mce": M.corruption_error(errors.loc[r].to_dict(), ref)}
                 for r, d, w in self.runs[RUN_KEYS].itertuples(index=False)]
         return pd.DataFrame(rows)
+
+
+def spread(table: pd.DataFrame, keys: list[str], column: str, how: str = "first") -> pd.DataFrame:
+    """`table`'s ``value`` as one row per existing combination of `keys` and one column per `column` value.
+
+    Unlike ``pivot_table(dropna=False)``, which crosses every detector with every weights label (rows that no
+    run has), only the combinations present are rows; a metric that is NaN stays NaN.
+    """
+    grouped = table.groupby([*keys, column], sort=False, dropna=False)["value"]
+    return (grouped.first() if how == "first" else grouped.mean()).unstack(column)
 
 
 def _safe(fn, y: np.ndarray, s: np.ndarray) -> float:

@@ -135,3 +135,14 @@ def test_report_renders_in_headless_chromium(two_runs: list[Path], tmp_path: Pat
     subprocess.run([chromium, *flags, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 10, "the screenshot is blank"
+
+
+def test_wide_tables_have_one_row_per_run_even_when_weights_differ():
+    from dfbench.results import spread
+
+    table = pd.DataFrame({"detector": ["effb2", "effb2", "xception", "xception"],
+                          "weights": ["demo", "demo", "all_c23.p", "all_c23.p"],
+                          "cell": ["none-0", "hflip-1", "none-0", "hflip-1"], "value": [0.9, np.nan, 0.5, 0.6]})
+    wide = spread(table, ["detector", "weights"], "cell")
+    assert wide.index.tolist() == [("effb2", "demo"), ("xception", "all_c23.p")]   # not 2 x 2 combinations
+    assert np.isnan(wide.loc[("effb2", "demo"), "hflip-1"]) and wide.loc[("xception", "all_c23.p"), "none-0"] == 0.5
