@@ -28,7 +28,7 @@ test: lint
 
 # The long tests: 20 random kills, the report rendered in headless Chromium (Debian's chromium package).
 test-slow: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m slow tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -rP -m slow tests
 
 # Reproduces dfbench/detectors/weights/effb2_demo.pt (the recipe of `dfbench train`, on the demo train split).
 demo-weights: $(STAMP)
