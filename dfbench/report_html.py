@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dfbench import metrics as M
-from dfbench.results import CLEAN, Results
+from dfbench.results import CLEAN, Results, spread
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
 color:#1f2328;line-height:1.45}h1{font-size:1.7rem;margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid
@@ -135,9 +135,7 @@ def _by_cell(results: Results, metric: str) -> pd.DataFrame:
     table = results.metrics(("suite",))
     table = table[table["metric"] == metric].copy()
     table["run"] = [f"{d} [{w}]" for d, w in zip(table["detector"], table["weights"], strict=True)]
-    # groupby + unstack, not pivot_table(dropna=False), which would cross every category with every cell
-    wide = (table.groupby(["position", "category", "cell", "run"], sort=False)["value"].first()
-            .unstack("run").sort_index(level="position") * 100)
+    wide = spread(table, ["position", "category", "cell"], "run").sort_index(level="position") * 100
     wide = wide.reset_index(level="position", drop=True)
     perturbed = table[table["category"] != CLEAN]
     means = perturbed.pivot_table(index="category", columns="run", values="value", aggfunc="mean", sort=False,
