@@ -54,7 +54,7 @@ def _ops():
     # One block per operation rather than a table: the source citations are long and a ten-column table
     # folds every cell into unreadable slivers in an 80-column terminal (or a CI log).
     entries: list[list[str]] = []
-    title = "Operations (use in a suite: op NAME, levels [...]; or dfbench preview --op NAME)"
+    title = "Operations (use in a suite: {op: NAME, levels: [...]}; see them with dfbench preview --suite S)"
     for key in OPERATIONS.names():
         op = OPERATIONS.get(key)
         levels = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in op.levels)
