@@ -97,6 +97,16 @@ def run(
              "video in the clean frames and map the boxes through each operation (finder failures then do not "
              "count against the detector, and finding costs one cell instead of all). Default: the suite's.")
     ] = None,
+    face_cache: Annotated[bool, typer.Option(
+        "--face-cache/--no-face-cache",
+        help="Reuse the faces an earlier run found on the same data and suite (any detector), and keep this "
+             "run's for the next one. Results are identical either way.")] = True,
+    keep_crops: Annotated[bool, typer.Option(
+        help="Also keep this run's face crops in the cache (about 150 KB per face at 224 px), so that the next "
+             "detector with the same crop spec skips decoding and only runs its model.")] = False,
+    workers: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        min=0, help="Processes that decode, perturb and find faces while the model scores earlier samples. "
+                    "0: all in one process. Default: 0 on a CPU, up to 8 beside a GPU.")] = None,
 ) -> None:
     """Score a detector on every cell of a suite and print the AUC matrix.
 
@@ -120,7 +130,8 @@ def run(
     config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=_weights(weights), split=split, out=out,
                        frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
                        trust_checkpoint=trust_checkpoint, faces=faces,
-                       cache_limit=parse_size(cache_limit) if cache_limit else None)
+                       cache_limit=parse_size(cache_limit) if cache_limit else None, face_cache=face_cache,
+                       keep_crops=keep_crops, workers=workers)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         console=console, transient=False)

@@ -8,22 +8,28 @@ sample's rows to the store in one transaction.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from dfbench.cache import cache_root
 from dfbench.config import Cell, SuiteConfig, load_suite
 from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.errors import ConfigError, DiskSpaceError, MediaError
 from dfbench.faces import CropSpec, Face, FaceFinder, crop_face, make_finder, select_faces
+from dfbench.faces.cache import FaceCache
 from dfbench.faces.mapping import map_faces
 from dfbench.perturbations import OPERATIONS
 from dfbench.perturbations.geometry import Geometry
@@ -57,6 +63,12 @@ class RunConfig:
         faces: ``redetect`` or ``clean``, overriding the suite's face mode (None keeps it).
         cache_limit: most bytes of intermediate files (compression encodes) at a time; None: no limit.
         min_free_bytes: the run stops cleanly (resumable) before a sample when less disk than this is free.
+        face_cache: read and write the face cache (`dfbench.faces.cache`): the faces found per sample, reused by
+            the next detector on the same data and suite.
+        keep_crops: also keep this run's crops there, so that a detector with the same crop spec only runs its
+            model.
+        workers: processes that decode, perturb and find faces while this one runs the model; 0 does it all in
+            this process, None picks: 0 on a CPU (the model already uses every core), else up to 8.
     """
 
     detector: str
@@ -75,8 +87,13 @@ class RunConfig:
     faces: str | None = None
     cache_limit: int | None = None
     min_free_bytes: int = 256 * 1024 * 1024
+    face_cache: bool = True
+    keep_crops: bool = False
+    workers: int | None = None
 
     def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more, got {self.workers}.")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}.")
         if self.frames is not None and self.frames < 1:
@@ -106,6 +123,10 @@ class StageClock:
         self.seconds[stage] += seconds
         self.items[stage] += items
 
+    def merge(self, other: StageClock) -> None:
+        for stage, seconds in other.seconds.items():
+            self.add(stage, seconds, other.items[stage])
+
     def report(self) -> dict[str, dict[str, float]]:
         return {k: {"seconds": round(v, 3), "items": self.items[k],
                     "per_second": round(self.items[k] / v, 2) if v > 0 else 0.0}
@@ -124,6 +145,7 @@ class Prepared:
     run_id: str
     provenance: dict
     notes: list[str]
+    face_cache: FaceCache | None = None
 
 
 ProgressFn = Callable[[int, int, str], None]
@@ -162,7 +184,12 @@ def prepare(config: RunConfig) -> Prepared:
     }
     run_id = stable_hash(identity)
     prov = provenance(identity, suite, adapter, config)
-    return Prepared(config, suite, dataset, adapter, finder, run_id, prov, notes)
+    cache = None
+    if config.face_cache:
+        cache = FaceCache(cache_root() / "faces", suite.hash, finder.describe(), config.keep_crops)
+    elif config.keep_crops:
+        raise ConfigError("--keep-crops needs the face cache; drop --no-face-cache.")
+    return Prepared(config, suite, dataset, adapter, finder, run_id, prov, notes, cache)
 
 
 def execute(prep: Prepared, store: ScoreStore, on_progress: ProgressFn | None = None) -> StageClock:
@@ -176,46 +203,166 @@ def execute(prep: Prepared, store: ScoreStore, on_progress: ProgressFn | None = 
         on_progress(done, total, "")
     workdir = Path(prep.config.out) / ".work"
     workdir.mkdir(parents=True, exist_ok=True)
+    jobs = [(s.sample_id, Path(s.path), [c for c in cells if (s.sample_id, c.id) not in finished]) for s in todo]
+    workers = resolve_workers(prep.config.workers, prep.adapter.device, len(jobs))
     try:
-        for sample in todo:
-            check_free_space(workdir, prep.config.min_free_bytes)
-            pending = [c for c in cells if (sample.sample_id, c.id) not in finished]
-            frames, tasks = score_sample(prep, sample.sample_id, Path(sample.path), pending, workdir, clock)
+        results = (_gather_in_workers(prep, jobs, workdir, workers, clock) if workers else
+                   (score_sample(prep, sample_id, path, pending, workdir, clock) for sample_id, path, pending in jobs))
+        for frames, tasks in results:
             started = time.perf_counter()
             store.write_sample(prep.run_id, frames, tasks)
             clock.add("store", time.perf_counter() - started, len(frames))
             done += 1
             if on_progress:
-                on_progress(done, total, sample.sample_id)
+                on_progress(done, total, tasks[0].sample_id if tasks else "")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return clock
 
 
+def resolve_workers(workers: int | None, device: str, n_jobs: int) -> int:
+    """The number of gathering processes: as asked, else none on a CPU and up to 8 beside an accelerator
+    (one core is left to the process that feeds the model)."""
+    if workers is None:
+        workers = 0 if device == "cpu" else min(8, max(1, (os.cpu_count() or 2) - 1))
+    return min(workers, n_jobs)
+
+
+def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]], workdir: Path, workers: int,
+                       clock: StageClock) -> Iterator[tuple[list[FrameRow], list[TaskRow]]]:
+    """Yield each sample's rows in order, its frames decoded and its faces found in `workers` processes while
+    this one scores the earlier samples; at most `workers + 2` samples are held at a time."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    gatherer = Gatherer.of(prep)
+    context = multiprocessing.get_context("spawn")     # no fork of a process that holds torch or CUDA threads
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=(max(1, (os.cpu_count() or 2) // workers),))
+    pending: deque = deque()
+    queue = iter(jobs)
+
+    def submit(n: int) -> None:
+        for sample_id, path, cells in itertools.islice(queue, n):
+            check_free_space(workdir, prep.config.min_free_bytes)
+            pending.append(pool.submit(gatherer.gather, sample_id, path, cells, workdir))
+
+    previous: Scoring | None = None
+    try:
+        submit(workers + 1)
+        while pending:
+            gathered, worker_clock = pending.popleft().result()
+            submit(1)
+            clock.merge(worker_clock)
+            scoring = start_scoring(prep.adapter, gathered, prep.config.batch_size)
+            if previous is not None:        # its batches ran on the device while this sample arrived
+                yield finish_sample(prep, previous, clock)
+            previous = scoring
+        if previous is not None:
+            yield finish_sample(prep, previous, clock)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker(threads: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(threads)
+
+
 def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], workdir: Path,
                  clock: StageClock) -> tuple[list[FrameRow], list[TaskRow]]:
     """Score every cell of one sample; media failures become status rows, never exceptions."""
+    check_free_space(workdir, prep.config.min_free_bytes)
+    gathered, gather_clock = Gatherer.of(prep).gather(sample_id, path, cells, workdir)
+    clock.merge(gather_clock)
+    return finish_sample(prep, start_scoring(prep.adapter, gathered, prep.config.batch_size), clock)
+
+
+class Gathered(NamedTuple):
+    """One sample's crops, ready for the model: everything before inference."""
+
+    sample_id: str
+    cells: list[Cell]
+    indices: list[int]
+    crops: np.ndarray                   # N x size x size x 3 uint8 RGB
+    owners: list[tuple[str, int]]       # (cell, frame index) of each crop
+    seen: dict[tuple[str, int], int]    # faces scored per received (cell, frame)
+    failures: dict[str, str]            # cells ffmpeg failed on -> message
+    seconds: float                      # time spent gathering
+    unreadable: str | None = None       # why the file could not be probed (every cell is a decode_error)
+
+
+@dataclass(frozen=True)
+class Gatherer:
+    """Decoding, perturbing, face finding and cropping of one sample, the face cache read and written.
+    Holds no model, so it pickles: worker processes run it while the main process runs the model."""
+
+    suite: SuiteConfig
+    finder: FaceFinder
+    spec: CropSpec
+    cache: FaceCache | None
+    cache_limit: int | None
+
+    @classmethod
+    def of(cls, prep: Prepared) -> Gatherer:
+        return cls(prep.suite, prep.finder, prep.adapter.card.crop, prep.face_cache, prep.config.cache_limit)
+
+    def gather(self, sample_id: str, path: Path, cells: list[Cell],
+               workdir: Path) -> tuple[Gathered, StageClock]:
+        clock = StageClock()
+        started = time.perf_counter()
+        try:
+            info = probe_video(path)
+        except MediaError as exc:
+            return Gathered(sample_id, cells, [], _no_crops(self.spec), [], {}, {}, 0.0, str(exc)), clock
+        indices = sample_indices(info.frame_count, self.suite.frames.per_video)
+        cell_ids = [c.id for c in cells]
+        cache = self.cache
+        cached = cache.crops(sample_id, path, self.spec, cell_ids) if cache else None
+        if cached is not None:
+            crops, owners, seen = cached
+            failures: dict[str, str] = {}
+            clock.add("cached_crops", time.perf_counter() - started, len(crops))
+        else:
+            known = cache.faces(sample_id, path, cell_ids) if cache else None
+            plans = [CellPlan(c.id, c.steps(self.suite.seed, sample_id)) for c in cells]
+            geometries = None
+            if self.suite.faces == "clean" and known is None:
+                geometries = {c.id: [OPERATIONS.get(op).geometry(level) for op, level in c.parts] for c in cells}
+            found = collect_faces(self.finder, self.spec, plans, path, indices, workdir, clock, media_of(path),
+                                  self.cache_limit, info.fps, geometries, known)
+            crops = np.stack(found.crops) if found.crops else _no_crops(self.spec)
+            owners, seen, failures = found.owners, found.seen, found.failures
+            if cache and not failures and len(cells) == len(self.suite.cells):
+                cache.save(sample_id, path, cell_ids, found.faces, self.spec, crops, owners, seen)
+        gathered = Gathered(sample_id, cells, indices, crops, owners, seen, failures,
+                            time.perf_counter() - started)
+        return gathered, clock
+
+
+def _no_crops(spec: CropSpec) -> np.ndarray:
+    return np.zeros((0, spec.size, spec.size, 3), np.uint8)
+
+
+def finish_sample(prep: Prepared, scoring: Scoring, clock: StageClock) -> tuple[list[FrameRow], list[TaskRow]]:
+    """Wait for a sample's scores and turn them into its frame and task rows."""
+    gathered = scoring.gathered
+    if gathered.unreadable is not None:
+        return [], [TaskRow(gathered.sample_id, c.id, "decode_error", gathered.unreadable, 0, 0.0)
+                    for c in gathered.cells]
     started = time.perf_counter()
-    try:
-        info = probe_video(path)
-    except MediaError as exc:
-        return [], [TaskRow(sample_id, c.id, "decode_error", str(exc), 0, 0.0) for c in cells]
-    indices = sample_indices(info.frame_count, prep.suite.frames.per_video)
-    seeds = {c.id: c.seed(prep.suite.seed, sample_id) for c in cells}
-    plans = [CellPlan(c.id, c.steps(prep.suite.seed, sample_id)) for c in cells]
-    geometries = None
-    if prep.suite.faces == "clean":
-        geometries = {c.id: [OPERATIONS.get(op).geometry(level) for op, level in c.parts] for c in cells}
-    crops, owners, seen, failures = collect_faces(prep.finder, prep.adapter.card.crop, plans, path, indices,
-                                                  workdir, clock, media_of(path), prep.config.cache_limit, info.fps,
-                                                  geometries)
-    scores = _infer(prep.adapter, crops, owners, failures, prep.config.batch_size, clock)
+    scores = _frame_scores(scoring)
+    inference = scoring.seconds + time.perf_counter() - started
+    clock.add("inference", inference, sum(len(ids) for ids, _, _ in scoring.batches))
+    elapsed = gathered.seconds + inference
+    sample_id, indices, seen = gathered.sample_id, gathered.indices, gathered.seen
+    seeds = {c.id: c.seed(prep.suite.seed, sample_id) for c in gathered.cells}
     frames: list[FrameRow] = []
     tasks: list[TaskRow] = []
-    elapsed = time.perf_counter() - started
-    for cell in cells:
-        if cell.id in failures:
-            tasks.append(TaskRow(sample_id, cell.id, "ffmpeg_error", failures[cell.id], 0, elapsed, seeds[cell.id]))
+    for cell in gathered.cells:
+        if cell.id in gathered.failures:
+            tasks.append(TaskRow(sample_id, cell.id, "ffmpeg_error", gathered.failures[cell.id], 0, elapsed,
+                                 seeds[cell.id]))
             continue
         for index in indices:
             n_faces = seen.get((cell.id, index))
@@ -245,40 +392,50 @@ def _frame_row(sample_id: str, cell: str, index: int, n_faces: int | None,
     return FrameRow(sample_id, cell, index, "ok", float(score), n_faces, probs)
 
 
+class Collected(NamedTuple):
+    """What `collect_faces` gathered from one sample."""
+
+    crops: list[np.ndarray]             # uint8 RGB, size x size x 3
+    owners: list[tuple[str, int]]       # (cell, frame index) of each crop
+    seen: dict[tuple[str, int], int]    # faces scored per received (cell, frame)
+    failures: dict[str, str]            # cells ffmpeg failed on -> message
+    faces: dict[tuple[str, int], list[Face]]   # every face found (or mapped) per received (cell, frame)
+
+
 def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], path: Path, indices: list[int],
                   workdir: Path | None, clock: StageClock, media: str = "video", cache_limit: int | None = None,
-                  fps: float = 25.0, geometries: dict[str, list[Geometry]] | None = None):
+                  fps: float = 25.0, geometries: dict[str, list[Geometry]] | None = None,
+                  known: dict[tuple[str, int], list[Face]] | None = None) -> Collected:
     """Decode and fan out, find faces in each sampled frame as it arrives, cut the crops.
 
     Args:
         geometries: None finds faces in every perturbed frame (``redetect``). Otherwise (``clean``) faces are
             found once, in the clean frames (a first, decode-only pass; the clean cell is scored from it), and
             carried into each cell's frames through the cell's geometries (cell id -> operations' geometries).
-
-    Returns:
-        crops (uint8 RGB, size x size x 3), their owners (cell, frame index), the number of faces scored
-        per received (cell, frame), and the cells ffmpeg failed on (cell -> message).
+        known: the faces of each (cell, frame) from the face cache: nothing is found or mapped.
     """
     crops: list[np.ndarray] = []
     owners: list[tuple[str, int]] = []
     seen: dict[tuple[str, int], int] = {}
     failures: dict[str, str] = {}
+    every: dict[tuple[str, int], list[Face]] = {}
     clean: dict[int, tuple[list[Face], tuple[int, int]]] = {}
 
     def take(cell_id: str, index: int, image: np.ndarray, faces: list[Face]) -> None:
+        every[(cell_id, index)] = faces
         chosen = select_faces(faces, spec)
         seen[(cell_id, index)] = len(chosen)
         for face in chosen:
             crops.append(crop_face(image, face, spec))
             owners.append((cell_id, index))
 
-    if geometries is not None:
+    if geometries is not None and known is None:
         clean_plan = next((p for p in plans if not p.steps), CellPlan(CLEAN_PASS, ()))
         for event in _timed_events(sample_frames(path, [clean_plan], indices, workdir, media, cache_limit, fps),
                                    clock):
             if isinstance(event, CellFailure):
                 message = f"{event.status}: {event.message}"
-                return crops, owners, seen, {plan.cell_id: message for plan in plans}
+                return Collected(crops, owners, seen, {plan.cell_id: message for plan in plans}, every)
             t0 = time.perf_counter()
             found = finder.find(event.image)
             clean[event.index] = found, (event.image.shape[1], event.image.shape[0])
@@ -291,15 +448,17 @@ def collect_faces(finder: FaceFinder, spec: CropSpec, plans: list[CellPlan], pat
             failures.update({cell: f"{event.status}: {event.message}" for cell in event.cell_ids})
             continue
         t0 = time.perf_counter()
-        if geometries is None:
+        if known is not None:
+            faces = known.get((event.cell_id, event.index), [])
+        elif geometries is None:
             faces = finder.find(event.image)
         else:
             found, size = clean.get(event.index, ([], (0, 0)))
             shape = (event.image.shape[1], event.image.shape[0])
             faces = map_faces(found, geometries[event.cell_id], size, shape) if found else []
         take(event.cell_id, event.index, event.image, faces)
-        clock.add("faces", time.perf_counter() - t0, 1)
-    return crops, owners, seen, failures
+        clock.add("cached_faces" if known is not None else "faces", time.perf_counter() - t0, 1)
+    return Collected(crops, owners, seen, failures, every)
 
 
 def _timed_events(events, clock: StageClock):
@@ -318,22 +477,67 @@ def _timed_events(events, clock: StageClock):
 FrameScore = tuple[float, "str | None"]
 
 
-def _infer(adapter: DetectorAdapter, crops: list[np.ndarray], owners: list[tuple[str, int]],
-           failures: dict[str, str], batch_size: int, clock: StageClock) -> dict[tuple[str, int], FrameScore]:
-    """Score the crops in batches. A frame's score is the max over its faces (one face unless the card asks),
-    with the class probabilities of that face (JSON) for adapters that have classes."""
+class Scoring(NamedTuple):
+    """A gathered sample whose batches were handed to the model; on CUDA they may still be running."""
+
+    gathered: Gathered
+    batches: list[tuple[np.ndarray, Any, Any]]     # (crop indices, scores, class probabilities or None)
+    seconds: float                                  # spent launching
+
+
+def padded_rows(n: int, batch_size: int, device: str) -> int:
+    """The rows a batch of `n` crops is run with: on CUDA, `n` rounded up to a quarter of `batch_size`.
+
+    A sample's last batch holds whatever is left of its crops, so nearly every sample would bring the model a batch
+    size it has not seen; on CUDA each new input shape makes cuDNN choose (and build) a plan for every convolution
+    again while the GPU idles. Rounding up keeps the shapes to at most four; the padding rows are zeros whose
+    scores are dropped. On the CPU a new shape costs little and padding costs compute, so nothing is padded."""
+    if not device.startswith("cuda") or n >= batch_size:
+        return n
+    step = max(1, batch_size // 4)
+    return min(batch_size, -(-n // step) * step)
+
+
+def start_scoring(adapter: DetectorAdapter, gathered: Gathered, batch_size: int) -> Scoring:
+    """Hand a sample's crops (N x size x size x 3 uint8) to the model in batches, without waiting for results.
+
+    A batch travels as uint8 (a quarter of float32's bytes), from pinned memory when the model is on CUDA, and
+    becomes float on the model's device; permuting to N x 3 x H x W leaves it channels-last, as the model is.
+    The outputs stay on the device, so the GPU works through the batches while this process moves on (to the
+    next sample's crops); `finish_sample` copies them back."""
     import torch
 
-    keep = [i for i, (cell, _) in enumerate(owners) if cell not in failures]
     started = time.perf_counter()
-    per_face: dict[tuple[str, int], list[FrameScore]] = defaultdict(list)
+    owners, failures = gathered.owners, gathered.failures
+    keep = np.array([i for i, (cell, _) in enumerate(owners) if cell not in failures], dtype=np.int64)
+    pin = adapter.device.startswith("cuda")
+    batches = []
     for start in range(0, len(keep), batch_size):
         batch_ids = keep[start:start + batch_size]
-        batch = torch.from_numpy(np.stack([crops[i] for i in batch_ids])).permute(0, 3, 1, 2).float().div_(255)
-        scores, probs = adapter.predict_all(batch)
-        for j, i in enumerate(batch_ids):
-            per_face[owners[i]].append((float(scores[j]), None if probs is None else json.dumps(probs[j].tolist())))
-    clock.add("inference", time.perf_counter() - started, len(keep))
+        crops = gathered.crops[batch_ids]
+        rows = padded_rows(len(batch_ids), batch_size, adapter.device)
+        if rows > len(batch_ids):
+            crops = np.concatenate([crops, np.zeros((rows - len(batch_ids), *crops.shape[1:]), crops.dtype)])
+        batch = torch.from_numpy(crops)
+        if pin:
+            batch = batch.pin_memory()
+        batch = batch.to(adapter.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+        scores, probs = adapter.predict_all(batch, copy_back=False)
+        n = len(batch_ids)
+        batches.append((batch_ids, scores[:n], None if probs is None else probs[:n]))
+    return Scoring(gathered, batches, time.perf_counter() - started)
+
+
+def _frame_scores(scoring: Scoring) -> dict[tuple[str, int], FrameScore]:
+    """Wait for the model's outputs. A frame's score is the max over its faces (one face unless the card asks),
+    with the class probabilities of that face (JSON) for adapters that have classes."""
+    owners = scoring.gathered.owners
+    per_face: dict[tuple[str, int], list[FrameScore]] = defaultdict(list)
+    for batch_ids, scores, probs in scoring.batches:
+        values = scores.cpu().tolist()
+        rows = None if probs is None else probs.cpu().tolist()
+        for j, i in enumerate(batch_ids.tolist()):
+            per_face[owners[i]].append((values[j], None if rows is None else json.dumps(rows[j])))
     # A non-finite score for any face makes the frame's score non-finite (reported as bad_score).
     return {key: max(v) if np.isfinite([s for s, _ in v]).all() else (float("nan"), None)
             for key, v in per_face.items()}

@@ -76,12 +76,12 @@ class Results:
             agg = group.groupby(keys, sort=False)["score"].agg(lambda s, h=how: M.aggregate(s, h))
             counts = group.groupby(keys, sort=False).size().rename("n_frames")
             parts.append(pd.concat([agg, counts], axis=1).reset_index().assign(aggregation=how))
-        if not parts:
-            return pd.DataFrame(columns=["run_id", "sample_id", "cell", "score", "n_frames", "aggregation"])
+        meta_columns = ["run_id", "sample_id", "cell", "detector", "weights", "dataset", "op", "level", "category",
+                        "position", "label", "method"]
+        if not parts:       # nothing scored (every sample failed): the same columns, no rows
+            return pd.DataFrame(columns=[*meta_columns[:3], "score", "n_frames", "aggregation", *meta_columns[3:]])
         videos = pd.concat(parts, ignore_index=True)
-        meta = self.frames.drop_duplicates(["run_id", "sample_id", "cell"])[
-            ["run_id", "sample_id", "cell", "detector", "weights", "dataset", "op", "level", "category", "position",
-             "label", "method"]]
+        meta = self.frames.drop_duplicates(["run_id", "sample_id", "cell"])[meta_columns]
         return videos.merge(meta, on=["run_id", "sample_id", "cell"], how="left")
 
     # -- metrics --------------------------------------------------------------------------------------------

@@ -183,8 +183,8 @@ def test_nan_and_infinite_scores_become_bad_score_rows(small_demo: Path, tmp_pat
         adapter = original(key)
         predict_all = adapter.predict_all
 
-        def poisoned(faces: torch.Tensor):
-            scores, probs = predict_all(faces)
+        def poisoned(faces: torch.Tensor, **options):
+            scores, probs = predict_all(faces, **options)
             scores = scores.clone()
             scores[::3] = float("nan")
             scores[1::3] = float("inf")

@@ -243,14 +243,17 @@ class DetectorAdapter:
         with torch.no_grad():
             return self.scores(output).float().cpu().reshape(-1)
 
-    def predict_all(self, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """P(fake) and, for adapters that declare classes, the class probabilities, from one forward pass."""
+    def predict_all(self, faces: torch.Tensor, copy_back: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """P(fake) and, for adapters that declare classes, the class probabilities, from one forward pass; on
+        the CPU, or (``copy_back=False``) left on the model's device so that the call does not wait for it."""
         import torch
 
         output = self.forward(faces)
         with torch.no_grad():
-            scores = self.scores(output).float().cpu().reshape(-1)
-            probs = self.class_probabilities(output).float().cpu() if self.card.classes else None
+            scores = self.scores(output).float().reshape(-1)
+            probs = self.class_probabilities(output).float() if self.card.classes else None
+        if copy_back:
+            return scores.cpu(), None if probs is None else probs.cpu()
         return scores, probs
 
     def predict_classes(self, faces: torch.Tensor) -> torch.Tensor:

@@ -85,6 +85,9 @@ class MTCNNFinder:
             self._model = MTCNN(min_face_size=self.min_face_px)
         return self._model
 
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_model": None}     # the OpenCV networks do not pickle; a worker loads its own
+
     def find(self, frame: np.ndarray) -> list[Face]:
         small, scale = _downscale(frame, self.max_side)
         if min(small.shape[:2]) < 12:

@@ -100,8 +100,9 @@ def extract_crops(dataset: Dataset, spec: CropSpec, frames: int) -> Crops:
     for sample in dataset.table.itertuples():
         info = probe_video(Path(sample.path))
         indices = sample_indices(info.frame_count, frames)
-        found, _, _, failures = collect_faces(finder, spec, plan, Path(sample.path), indices, None, StageClock(),
-                                              media_of(sample.path), None, info.fps)
+        collected = collect_faces(finder, spec, plan, Path(sample.path), indices, None, StageClock(),
+                                  media_of(sample.path), None, info.fps)
+        found, failures = collected.crops, collected.failures
         if failures:
             raise DatasetError(f"Cannot decode training sample {sample.sample_id!r}: {failures['none-0']}")
         images.extend(found)

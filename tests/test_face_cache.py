@@ -1,0 +1,158 @@
+"""The face cache: a second detector on the same data and suite reuses the faces (and the kept crops) of the
+first, scores exactly what it would have scored without them, and never trusts a stale or broken file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import dfbench.pipeline as pipeline
+from dfbench.api import run
+from dfbench.faces import MTCNNFinder
+from dfbench.pipeline import RunConfig
+from dfbench.video.engine import CellFailure
+
+SUITE = "name: cache-test\nversion: 1\ncells: [none, hflip, {op: h264_crf, level: 40}, {op: downscale, level: 2}]\n"
+
+
+class ForbiddenFinder(MTCNNFinder):
+    """Describes itself as the default finder, so it shares its cache key, but must never be called."""
+
+    def find(self, frame):
+        raise AssertionError("the face finder ran although the cache holds the faces")
+
+
+@pytest.fixture()
+def suite(tmp_path: Path) -> str:
+    path = tmp_path / "cache-test.yaml"
+    path.write_text(SUITE)
+    return str(path)
+
+
+@pytest.fixture()
+def decodes(monkeypatch) -> list[list[str]]:
+    """The cells of every decode-and-perturb pass the pipeline starts."""
+    calls: list[list[str]] = []
+    original = pipeline.sample_frames
+
+    def counting(path, plans, *args, **kwargs):
+        calls.append([p.cell_id for p in plans])
+        return original(path, plans, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "sample_frames", counting)
+    return calls
+
+
+def _config(demo: Path, suite: str, out: Path, detector: str = "effb2", **extra) -> RunConfig:
+    return RunConfig(detector=detector, suite=suite, dataset=str(demo / "manifest.csv"), weights="random",
+                     frames=2, out=out, device="cpu", precision="fp32", limit=4, split="train", **extra)
+
+
+def _scores(summary) -> pd.DataFrame:
+    frames = summary.results.frames
+    return frames.sort_values(["sample_id", "cell", "frame"])[["sample_id", "cell", "frame", "status", "score"]]
+
+
+def _forbid_finding(monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "make_finder", lambda name: ForbiddenFinder())
+
+
+def test_second_detector_with_the_same_crop_spec_only_runs_its_model(small_demo: Path, suite: str, tmp_path: Path,
+                                                                       monkeypatch, decodes):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
+    first = run(_config(small_demo, suite, tmp_path / "effb2", keep_crops=True))
+    assert len(decodes) == 4 and first.stages["faces"]["items"] == 4 * 4 * 2
+    assert len(list(cache.rglob("*.npz"))) == 4 and len(list(cache.rglob("*.json"))) == 4
+
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "empty"))
+    fresh = run(_config(small_demo, suite, tmp_path / "lite-fresh", "efficientnet_lite0"))
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
+    decodes.clear()
+    _forbid_finding(monkeypatch)
+    second = run(_config(small_demo, suite, tmp_path / "lite", "efficientnet_lite0"))
+    assert decodes == []                                    # nothing decoded, nothing found
+    assert set(second.stages) == {"cached_crops", "inference", "store"}
+    assert second.stages["cached_crops"]["items"] == second.stages["inference"]["items"] > 0
+    assert second.run_id == fresh.run_id                    # the cache is not part of what a run is
+    pd.testing.assert_frame_equal(_scores(second), _scores(fresh))
+
+
+def test_a_detector_with_another_crop_spec_reuses_the_faces_and_cuts_its_own_crops(small_demo: Path, suite: str,
+                                                                                  tmp_path: Path, monkeypatch,
+                                                                                  decodes):
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    run(_config(small_demo, suite, tmp_path / "effb2", keep_crops=True))
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "empty"))
+    fresh = run(_config(small_demo, suite, tmp_path / "meso-fresh", "meso4"))
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    decodes.clear()
+    _forbid_finding(monkeypatch)
+    second = run(_config(small_demo, suite, tmp_path / "meso", "meso4"))     # 256 px, PIL nearest: other crops
+    assert len(decodes) == 4 and "faces" not in second.stages
+    assert second.stages["cached_faces"]["items"] == 4 * 4 * 2
+    pd.testing.assert_frame_equal(_scores(second), _scores(fresh))
+
+
+def test_faces_clean_runs_reuse_their_own_mapped_faces(small_demo: Path, suite: str, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    first = run(_config(small_demo, suite, tmp_path / "a", faces="clean"))
+    _forbid_finding(monkeypatch)
+    again = run(_config(small_demo, suite, tmp_path / "b", faces="clean"))
+    assert "faces" not in again.stages
+    pd.testing.assert_frame_equal(_scores(again), _scores(first))
+
+
+def test_broken_or_stale_cache_files_are_recomputed_not_trusted(small_demo: Path, suite: str, tmp_path: Path,
+                                                                monkeypatch, caplog):
+    cache, demo = tmp_path / "cache", tmp_path / "demo"
+    shutil.copytree(small_demo, demo)
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
+    first = run(_config(demo, suite, tmp_path / "a", keep_crops=True))
+    broken_json, broken_npz = sorted(cache.rglob("*.json"))[0], sorted(cache.rglob("*.npz"))[0]
+    broken_json.write_text('{"cells": ["none-0"], "frames": [["none-0", 3, [[1, 2]]]]')   # cut short
+    broken_npz.write_bytes(broken_npz.read_bytes()[:1000])
+    again = run(_config(demo, suite, tmp_path / "b"))
+    assert again.stages["faces"]["items"] == 4 * 2          # one sample found again, three from the cache
+    assert "Ignoring unreadable" in caplog.text
+    pd.testing.assert_frame_equal(_scores(again), _scores(first))
+
+    for video in demo.rglob("*.mp4"):                       # a file changed in place is a new file
+        os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))
+    third = run(_config(demo, suite, tmp_path / "c"))
+    assert third.stages["faces"]["items"] == 4 * 4 * 2
+
+
+def test_no_face_cache_reads_and_writes_nothing(small_demo: Path, suite: str, tmp_path: Path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
+    run(_config(small_demo, suite, tmp_path / "a", face_cache=False))
+    assert not (cache / "faces").exists()
+    with pytest.raises(Exception, match="--keep-crops needs the face cache"):
+        run(_config(small_demo, suite, tmp_path / "b", face_cache=False, keep_crops=True))
+
+
+def test_a_sample_with_a_failed_cell_is_not_cached(small_demo: Path, suite: str, tmp_path: Path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
+    original = pipeline.sample_frames
+
+    def h264_fails_for_one_sample(path, plans, *args, **kwargs):
+        failing = path.parent.name == "real" and path.name == "clip_000.mp4"
+        for event in original(path, plans, *args, **kwargs):
+            if failing and getattr(event, "cell_id", None) == "h264_crf-40":
+                continue                                    # its frames never arrive ...
+            yield event
+        if failing:                                         # ... and the cell reports a failure instead
+            yield CellFailure(("h264_crf-40",), "ffmpeg_error", "simulated encoder failure")
+
+    monkeypatch.setattr(pipeline, "sample_frames", h264_fails_for_one_sample)
+    summary = run(_config(small_demo, suite, tmp_path / "a"))
+    status = summary.results.tasks.set_index(["sample_id", "cell"])["status"]
+    assert status.pop(("real/clip_000", "h264_crf-40")) == "ffmpeg_error"
+    assert set(status) == {"ok"}                            # the other cells of that sample were scored
+    assert len(list(cache.rglob("*.json"))) == 3            # ... but only the three whole samples were cached
