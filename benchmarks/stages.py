@@ -1,6 +1,7 @@
 """`make bench`: dfbench against a naive pipeline and against the machine's limits, on the video-ops suite.
 
     python benchmarks/stages.py [--videos 24] [--seconds 10] [--frames 32] [--skip-naive] [--scaling]
+    python benchmarks/stages.py --device cuda --parts e2e,second --second effb2,efficientnet_lite0   # on a GPU
 
 1. Builds a seeded benchmark set: demo clips (faces present; half real, half fake) looped to `seconds` and
    scaled to 1280x720, H.264. Building it is not timed.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -71,13 +73,129 @@ def build_set(folder: Path, videos: int, seconds: float) -> Path:
     return manifest
 
 
-def dfbench_run(manifest: Path, out: Path, frames: int, faces: str, suite: str = "video-ops") -> dict:
-    options = {"detector": "effb2", "weights": "random", "suite": suite, "dataset": str(manifest), "out": str(out),
-               "frames": frames, "device": "cpu", "precision": "auto", "batch_size": 64, "faces": faces}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(options)], capture_output=True, text=True)
+# Where dfbench runs (`--device`, `--workers`, `--batch-size`); the model-only limits use the same device.
+RUN = {"device": "cpu", "workers": None, "batch_size": 32}
+
+
+def dfbench_run(manifest: Path, out: Path, frames: int, faces: str, suite: str = "video-ops",
+                detector: str = "effb2", cache: Path | None = None, keep_crops: bool = False) -> dict:
+    """One `dfbench run` in a child process. `cache`: its face cache (default: a fresh one, so nothing is reused).
+    On CUDA the GPU's utilisation is sampled every 50 ms while it runs."""
+    options = {"detector": detector, "weights": "random", "suite": suite, "dataset": str(manifest),
+               "out": str(out), "frames": frames, "precision": "auto", "faces": faces, "keep_crops": keep_crops,
+               **RUN}
+    env = {**os.environ, "DFBENCH_CACHE_DIR": str(cache or out.with_name(out.name + "-cache"))}
+    with GpuSampler(enabled=str(RUN["device"]).startswith("cuda")) as gpu:
+        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(options)], capture_output=True, text=True,
+                              env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if gpu.enabled:
+        result["gpu_utilisation"] = gpu.summary()
+    return result
+
+
+class GpuSampler:
+    """GPU utilisation (NVML: the share of each sample period in which a kernel ran) sampled in a thread.
+
+    `summary` gives the mean over the whole run and over its busy window, from the first to the last sample
+    with any kernel running (model loading and process start-up fall outside it)."""
+
+    def __init__(self, enabled: bool, period: float = 0.05) -> None:
+        self.enabled, self.period, self.samples = enabled, period, []
+        self._stop = None
+
+    def __enter__(self) -> GpuSampler:
+        if self.enabled:
+            import threading
+
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self._stop = threading.Event()
+
+            def sample() -> None:
+                while not self._stop.wait(self.period):
+                    self.samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+
+    def summary(self) -> dict:
+        busy = [i for i, u in enumerate(self.samples) if u > 0]
+        window = self.samples[busy[0]:busy[-1] + 1] if busy else []
+        return {"mean_pct": round(float(np.mean(self.samples)), 1) if self.samples else None,
+                "busy_window_mean_pct": round(float(np.mean(window)), 1) if window else None,
+                "busy_window_s": round(len(window) * self.period, 2), "samples": len(self.samples)}
+
+
+def model_only_rate(key: str) -> tuple[float, int, str]:
+    """Best crops per second of adapter `key` (random weights) on pre-made crops, on the run's device, over
+    precisions and batch sizes: (rate, batch, precision)."""
+    import torch
+
+    from dfbench.detectors import get_detector
+
+    device = str(RUN["device"])
+    cuda = device.startswith("cuda")
+    precisions, sizes = (("bf16", "fp16"), (64, 256)) if cuda else (("fp32", "bf16"), (16, 32, 64))
+    adapter = get_detector(key)
+    side = adapter.card.crop.size
+    best = (0.0, 0, "")
+    for precision in precisions:
+        adapter.load("random", device=device, precision=precision)
+        for size in sizes:
+            chunk = torch.rand(size, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+            adapter.predict(chunk)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                adapter.predict(chunk)
+                times.append(time.perf_counter() - t0)
+            rate = size / float(np.median(times))
+            if rate > best[0]:
+                best = (rate, size, precision)
+    return best
+
+
+def second_detector(manifest: Path, frames: int, folder: Path, keys: list[str], first: dict | None) -> dict:
+    """effb2 keeps its crops (`first`: that run was the main one); each detector of `keys` then reuses them:
+    one with effb2's crop spec (efficientnet_lite0, or effb2 itself) only runs its model, one with another
+    (xception) reuses the faces. Each against its model-only time on the same number of crops."""
+    shared = folder / "shared-cache"
+    if first is None:
+        first = dfbench_run(manifest, folder / "run_keep", frames, "redetect", cache=shared, keep_crops=True)
+    out: dict = {"first_effb2_keep_crops": {"seconds": round(first["seconds"], 1), "stages": first["stages"]}}
+    for key in keys:
+        second = dfbench_run(manifest, folder / f"run_{key}", frames, "redetect", detector=key, cache=shared)
+        name = "same_crop_spec" if "cached_crops" in second["stages"] else "other_crop_spec"
+        rate, batch, precision = model_only_rate(key)
+        crops = second["stages"]["inference"]["items"]
+        out[f"{name}_{key}"] = {"detector": key, "seconds": round(second["seconds"], 1), "stages": second["stages"],
+                     "crops": crops, "model_only_seconds": round(crops / rate, 1), "model_img_s": round(rate, 1),
+                     "model_batch": batch, "model_precision": precision,
+                     "ratio_to_model_only": round(second["seconds"] / (crops / rate), 3),
+                     **({"gpu_utilisation": second["gpu_utilisation"]} if "gpu_utilisation" in second else {})}
+    return out
+
+
+def machine() -> dict:
+    import platform
+
+    info = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    if str(RUN["device"]).startswith("cuda"):
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 def timed(cmd: list[str]) -> float:
@@ -88,8 +206,6 @@ def timed(cmd: list[str]) -> float:
 
 def limits(manifest: Path, frames: int, folder: Path) -> dict:
     """The unavoidable work, each part measured alone."""
-    import torch
-
     from dfbench.config import load_suite
     from dfbench.detectors import get_detector
     from dfbench.faces import crop_face, make_finder, select_faces
@@ -122,21 +238,7 @@ def limits(manifest: Path, frames: int, folder: Path) -> dict:
     n_cell_frames = len(clean_frames) * len(suite.cells)
     out["faces"] = finder_per_frame * n_cell_frames            # redetect: every sampled frame of every cell
     out["faces_clean_mode"] = finder_per_frame * len(clean_frames)
-    batch = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255)
-    best = (0.0, 0, "")
-    for precision in ("fp32", "bf16"):
-        adapter.load("random", device="cpu", precision=precision)
-        for size in (16, 32, 64):
-            chunk = batch[:size].repeat((size + len(batch) - 1) // len(batch), 1, 1, 1)[:size]
-            adapter.predict(chunk)
-            times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                adapter.predict(chunk)
-                times.append(time.perf_counter() - t0)
-            rate = size / float(np.median(times))
-            if rate > best[0]:
-                best = (rate, size, precision)
+    best = model_only_rate("effb2")
     out["inference"] = n_cell_frames / best[0]               # one crop per frame (largest face)
     unavoidable = out["decode"] + out["encode"] + out["decode_encoded"] + out["faces"] + out["inference"]
     return {**{k: round(v, 2) for k, v in out.items()}, "unavoidable": round(unavoidable, 2),
@@ -191,40 +293,70 @@ def fewer_cells_suite(folder: Path, n_cells: int) -> Path:
     return path
 
 
+PARTS = ("main", "e2e", "naive", "second", "scaling")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--parts", default="main,naive,second",
+                        help=f"comma-separated subset of {', '.join(PARTS)} (main: dfbench, limits, finder recall; "
+                             "e2e: dfbench alone, keeping its crops for 'second'; second: more detectors from the "
+                             "face cache; scaling: 1x vs 2x videos, 5 vs 13 cells)")
+    parser.add_argument("--second", default="efficientnet_lite0,xception",
+                        help="the detectors of 'second' (after effb2, from its cached faces and crops)")
+    parser.add_argument("--device", default="cpu", help="dfbench's --device (the limits are measured on a CPU)")
+    parser.add_argument("--workers", type=int, default=None, help="dfbench's --workers (default: its own)")
+    parser.add_argument("--batch-size", type=int, default=32, help="dfbench's --batch-size")
+    parser.add_argument("--skip-naive", action="store_true", help="drop 'naive' from --parts")
+    parser.add_argument("--scaling", action="store_true", help="add 'scaling' to --parts")
     args = parser.parse_args()
+    parts = set(args.parts.split(",")) - ({"naive"} if args.skip_naive else set()) | (
+        {"scaling"} if args.scaling else set())
+    if parts - set(PARTS) or ("scaling" in parts and "main" not in parts) or {"main", "e2e"} <= parts:
+        parser.error(f"--parts takes {', '.join(PARTS)}; scaling needs main; main and e2e exclude each other")
+    RUN.update(device=args.device, workers=args.workers, batch_size=args.batch_size)
     report: dict = {"videos": args.videos, "seconds_per_video": args.seconds, "frames": args.frames,
-                    "suite": "video-ops", "detector": "effb2"}
+                    "suite": "video-ops", "detector": "effb2", "parts": sorted(parts), "run": dict(RUN),
+                    "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="dfbench-bench-") as tmp:
         folder = Path(tmp)
         (folder / "set").mkdir()
         manifest = build_set(folder / "set", args.videos, args.seconds)
         print(f"benchmark set: {args.videos} videos, {args.seconds:g} s, 1280x720", flush=True)
-        report["dfbench"] = dfbench_run(manifest, folder / "run", args.frames, "redetect")
-        print(f"dfbench (faces redetect): {report['dfbench']['seconds']:.1f} s", flush=True)
-        report["dfbench_faces_clean"] = dfbench_run(manifest, folder / "run_clean", args.frames, "clean")
-        print(f"dfbench (faces clean): {report['dfbench_faces_clean']['seconds']:.1f} s", flush=True)
-        report["limits"] = limits(manifest, args.frames, folder)
-        print(f"unavoidable work: {report['limits']['unavoidable']:.1f} s", flush=True)
-        report["finder"] = finder_recall(manifest, args.frames)
-        if not args.skip_naive:
+        if "main" in parts:
+            report["dfbench"] = dfbench_run(manifest, folder / "run", args.frames, "redetect")
+            print(f"dfbench (faces redetect): {report['dfbench']['seconds']:.1f} s", flush=True)
+            report["dfbench_faces_clean"] = dfbench_run(manifest, folder / "run_clean", args.frames, "clean")
+            print(f"dfbench (faces clean): {report['dfbench_faces_clean']['seconds']:.1f} s", flush=True)
+            report["limits"] = limits(manifest, args.frames, folder)
+            print(f"unavoidable work: {report['limits']['unavoidable']:.1f} s", flush=True)
+            report["finder"] = finder_recall(manifest, args.frames)
+            report["ratio_to_unavoidable"] = round(report["dfbench"]["seconds"] / report["limits"]["unavoidable"], 3)
+            report["ratio_to_unavoidable_faces_clean"] = round(
+                report["dfbench_faces_clean"]["seconds"] / report["limits"]["unavoidable_clean_mode"], 3)
+        if "e2e" in parts:
+            report["dfbench"] = dfbench_run(manifest, folder / "run", args.frames, "redetect",
+                                            cache=folder / "shared-cache", keep_crops=True)
+            print(f"dfbench (faces redetect, keeping crops): {report['dfbench']['seconds']:.1f} s", flush=True)
+        if "naive" in parts:
             from naive import naive_run
 
             report["naive"] = naive_run(manifest, args.frames, folder / "naive")
             print(f"naive pipeline: {report['naive']['seconds']:.1f} s", flush=True)
-            report["speedup_vs_naive"] = round(report["naive"]["seconds"] / report["dfbench"]["seconds"], 2)
-        report["ratio_to_unavoidable"] = round(report["dfbench"]["seconds"] / report["limits"]["unavoidable"], 3)
-        report["ratio_to_unavoidable_faces_clean"] = round(
-            report["dfbench_faces_clean"]["seconds"] / report["limits"]["unavoidable_clean_mode"], 3)
-        if args.scaling and args.videos < 4:
-            print("--scaling needs --videos 4 or more (it compares half the videos with all of them)")
-        elif args.scaling:
+            if "dfbench" in report:
+                report["speedup_vs_naive"] = round(report["naive"]["seconds"] / report["dfbench"]["seconds"], 2)
+        if "second" in parts:
+            report["second_detector"] = second_detector(manifest, args.frames, folder, args.second.split(","),
+                                                        report["dfbench"] if "e2e" in parts else None)
+            print("second detector from the face cache: " + ", ".join(
+                f"{v['detector']} {v['ratio_to_model_only']}x model-only"
+                for k, v in report["second_detector"].items() if k != "first_effb2_keep_crops"), flush=True)
+        if "scaling" in parts and args.videos < 4:
+            print("scaling needs --videos 4 or more (it compares half the videos with all of them)")
+        elif "scaling" in parts:
             half = folder / "half.csv"
             table = pd.read_csv(manifest)
             table.head(max(2, len(table) // 2)).to_csv(half, index=False)
@@ -245,7 +377,8 @@ def main() -> None:
                           "intercept_s": round(few["seconds"] - cell_slope * 5, 2)},
             }
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"stages-{args.videos}x{args.seconds:g}s.json"
+    device = "" if args.device == "cpu" else f"-{args.device.split(':')[0]}"
+    out = RESULTS / f"stages-{args.videos}x{args.seconds:g}s{device}.json"
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")
