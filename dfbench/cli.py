@@ -86,7 +86,8 @@ def run(
     frames: FramesOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
-    batch_size: Annotated[int, typer.Option(help="Faces per inference batch.")] = 32,
+    batch_size: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Faces per inference batch. Default: 16 on a CPU, 256 on a GPU.")] = None,
     limit: LimitOpt = None,
     trust_checkpoint: TrustOpt = False,
     cache_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045

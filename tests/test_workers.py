@@ -12,7 +12,7 @@ import pytest
 
 from dfbench.api import run
 from dfbench.errors import ConfigError
-from dfbench.pipeline import RunConfig, padded_rows, resolve_workers
+from dfbench.pipeline import RunConfig, padded_rows, resolve_batch_size, resolve_workers
 
 SUITE = "name: workers-test\nversion: 1\ncells: [none, {op: h264_crf, level: 40}, {op: downscale, level: 2}]\n"
 
@@ -57,6 +57,15 @@ def test_default_workers_follow_the_device():
     assert resolve_workers(None, "cuda:0", 0) == 0
     with pytest.raises(ConfigError, match="--workers"):
         RunConfig(detector="effb2", workers=-1)
+
+
+def test_default_batch_size_follows_the_device():
+    assert resolve_batch_size(None, "cpu") == 16
+    assert resolve_batch_size(None, "cuda:1") == 256
+    assert resolve_batch_size(None, "mps") == 32
+    assert resolve_batch_size(7, "cuda") == 7
+    with pytest.raises(ConfigError, match="--batch-size"):
+        RunConfig(detector="effb2", batch_size=0)
 
 
 def test_cuda_batches_come_in_at_most_four_shapes():
