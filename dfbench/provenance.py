@@ -41,6 +41,7 @@ def provenance(identity: dict, suite: SuiteConfig, adapter: DetectorAdapter, con
     import timm
     import torch
 
+    from dfbench.pipeline import resolve_batch_size
     from dfbench.video.ffmpeg import ffmpeg_version
 
     return {
@@ -50,6 +51,7 @@ def provenance(identity: dict, suite: SuiteConfig, adapter: DetectorAdapter, con
         "ops": {op: version for c in suite.cells for op, version in c.versions.items()},
         "detector": adapter.card.key, "weights": adapter.weights_label, "weights_sha256": adapter.weights_sha256,
         "device": adapter.device, "precision": adapter.precision, "seed": suite.seed,
+        "batch_size": resolve_batch_size(config.batch_size, adapter.device),   # config.batch_size may be None
         "identity": identity,
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -48,6 +49,8 @@ def test_run_writes_store_run_json_and_the_three_csv_files(small_demo: Path, tmp
     assert summary.stages["inference"]["items"] > 0
     recomputed = load_results(tmp_path / "r").metrics()
     pd.testing.assert_frame_equal(recomputed, summary.results.metrics())
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert record["batch_size"] == 16 and record["config"]["batch_size"] is None  # the size used, not the option
 
 
 def test_rerunning_the_same_command_recomputes_nothing(small_demo: Path, tmp_path: Path, monkeypatch):
