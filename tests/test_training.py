@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,10 @@ import pytest
 import torch
 
 from dfbench.detectors import get_detector
-from dfbench.training import Overrides, TrainConfig, train_detector
-from dfbench.training.loop import FitSettings, cutout, fit
+from dfbench.detectors.deepfeaturex import BASES, build_deepfeaturex, head_of
+from dfbench.training import Overrides, TrainConfig, _base_features, train_detector
+from dfbench.training.data import Crops
+from dfbench.training.loop import FitResult, FitSettings, Trainer, cutout, fit
 from dfbench.training.recipes import settings_for, unbalanced_subset
 
 
@@ -72,6 +75,85 @@ def test_recipes_carry_the_published_values():
     assert trueface.select == "val_acc"   # "picked the model with maximum testing accuracy"; stopping on the loss
     sbi = settings_for("sbi", "sbi", Overrides())
     assert (sbi.optimizer, sbi.lr, sbi.batch_size, sbi.epochs, sbi.select) == ("sam", 1e-3, 32, 100, "val_auc")
+    dfx = settings_for("deepfeaturex", "deepfeaturex", Overrides())   # the authors' training scripts
+    assert (dfx.optimizer, dfx.lr, dfx.weight_decay, dfx.batch_size, dfx.epochs, dfx.select) == (
+        "adam", 1e-4, 1e-3, 32, 50, "val_loss")
+
+
+def test_adam_takes_the_recipes_weight_decay_and_adamw_keeps_pytorchs_default():
+    model = torch.nn.Linear(2, 2)
+    adam = Trainer(model, None, FitSettings("adam", 1e-4, 8, 1, weight_decay=1e-3), "cpu", "fp32").optimizer
+    assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["weight_decay"] == 1e-3
+    plain = Trainer(model, None, FitSettings("adam", 1e-4, 8, 1), "cpu", "fp32").optimizer
+    assert plain.param_groups[0]["weight_decay"] == 0.0
+    adamw = Trainer(model, None, FitSettings("adamw", 3e-4, 8, 1), "cpu", "fp32").optimizer
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_the_deepfeaturex_head_on_frozen_features_gets_the_complete_models_logits_and_gradients():
+    torch.manual_seed(0)
+    model = build_deepfeaturex()
+    for name in BASES:
+        getattr(model, name).requires_grad_(False).eval()
+    adapter = get_detector("deepfeaturex")
+    images = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    features = _base_features(model, adapter, images, 4, "cpu", "fp32")
+    assert features.shape == (6, 3, 1024) and features.dtype == np.float32
+    head = head_of(model).train()
+    x = adapter.normalize(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+    loss = torch.nn.functional.cross_entropy
+    whole = model(x)              # bases in eval mode, the head's BatchNorm in train mode, as in training
+    loss(whole, labels).backward()
+    expected = [p.grad.clone() for p in head.parameters()]
+    head.zero_grad()
+    alone = head(torch.from_numpy(features))
+    loss(alone, labels).backward()
+    assert torch.allclose(alone, whole, atol=1e-5)
+    assert all(torch.allclose(p.grad, g, atol=1e-5) for p, g in zip(head.parameters(), expected, strict=True))
+    assert set(head.state_dict()) == {k for k in model.state_dict() if k.startswith(("convs.", "classifier."))}
+
+
+def test_deepfeaturex_fine_tuning_starts_each_base_model_from_the_given_checkpoint(tmp_path: Path, monkeypatch):
+    import dfbench.training as training
+
+    torch.manual_seed(1)
+    given = build_deepfeaturex()
+    init = tmp_path / "given.pt"
+    torch.save(given.state_dict(), init)
+    started: dict[str, dict] = {}
+
+    def no_training(trainer, train, val, checkpoint, log, progress=None, tag=""):
+        state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        started[tag] = state
+        return FitResult(state, 1, 0.5, 0.5, 1, 0.0)
+
+    monkeypatch.setattr(training, "fit", no_training)
+    lines: list[str] = []
+    config = TrainConfig(detector="deepfeaturex", dataset="demo", out=tmp_path / "d.pt", recipe="deepfeaturex",
+                         frames=1, device="cpu", precision="fp32", init=str(init),
+                         class_map="sbi_blur=DM,sbi_sharpen=GAN", overrides=Overrides(epochs=1, batch_size=8))
+    train_detector(config, log=lines.append)
+    for name, tag in zip(BASES, ("[DM] ", "[GAN] ", "[REAL] "), strict=True):
+        base = getattr(given, name).state_dict()
+        assert all(torch.equal(started[tag][k], v) for k, v in base.items())
+        assert started[tag]["classifier.weight"].shape == (2, 1024)   # a new 2-way classifier per base model
+    assert set(started["[head] "]) == {k for k in given.state_dict() if k.startswith(("convs.", "classifier."))}
+    assert any("frozen base-model features" in line for line in lines)
+    saved = torch.load(tmp_path / "d.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], v) for k, v in given.state_dict().items())   # nothing trained: the given model
+
+
+def test_a_batch_larger_than_the_training_set_is_reported(tmp_path: Path):
+    settings = FitSettings("adamw", 1e-3, 64, 1)
+    few = Crops(np.zeros((10, 4, 4, 3), np.uint8), np.zeros(10, np.int64), np.full(10, ""), np.arange(10))
+    lines: list[str] = []
+    fit(ScriptedTrainer(settings, [(0.5, 0.5)]), few, None, tmp_path / "m.pt", log=lines.append)
+    assert any("batch of 64 crops is larger than the 10 training crops" in line for line in lines)
+    lines.clear()
+    fit(ScriptedTrainer(replace(settings, batch_size=8), [(0.5, 0.5)]), few, None, tmp_path / "n.pt",
+        log=lines.append)
+    assert not any("larger than" in line for line in lines)
 
 
 def test_cutout_zeroes_one_square_of_the_given_share():

@@ -53,6 +53,23 @@ def build_deepfeaturex():
     return DeepFeatureX()
 
 
+def head_of(model):
+    """A module of `model`'s trainable part, the Conv1d stack and the classifier, that maps stacked base features
+    (B x 3 x 1024) to logits. It shares `model`'s layers, and its state keys (``convs.*``, ``classifier.*``) are
+    the complete model's."""
+    from torch import nn
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.convs, self.classifier = model.convs, model.classifier
+
+        def forward(self, codes):
+            return self.classifier(self.convs(codes).flatten(1))
+
+    return Head()
+
+
 def _base_state(state: dict[str, Any]) -> dict[str, Any]:
     """A base-model file's backbone tensors: torchvision DenseNet-121 keys without its classifier."""
     return {k: v for k, v in state.items() if not k.startswith("classifier.")}

@@ -16,6 +16,7 @@ import numpy as np
 from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.detectors.base import resolve_device, resolve_precision
+from dfbench.detectors.deepfeaturex import BASES, head_of
 from dfbench.errors import CheckpointError, ConfigError
 from dfbench.provenance import git_hash
 from dfbench.training.data import Crops, extract_crops, split_for_training, split_groups
@@ -156,7 +157,13 @@ def _stage(result: FitResult, settings) -> dict:
 
 def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set: Dataset, val_set: Dataset,
                         device: str, precision: str, log: Log, progress: Progress | None) -> tuple[dict, dict]:
-    """Stage 1: a DenseNet-121 base model per class on 90:10 subsets; stage 2: the head on frozen bases."""
+    """Stage 1: a DenseNet-121 base model per class on 90:10 subsets; stage 2: the head on frozen bases.
+
+    The frozen bases (eval mode, so their BatchNorm statistics stay as stage 1 left them) map each stage-2 crop to
+    the same features in every epoch, and the recipe has no augmentation; so their features are computed once and
+    the head trains on them: the same updates as running the complete model each epoch, without 3 DenseNet-121
+    passes per crop and epoch. (The authors' script runs the complete model in train mode, so their frozen bases
+    normalise with batch statistics; frozen here means frozen.)"""
     import timm
     import torch
 
@@ -172,6 +179,7 @@ def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set
     complete = _initial_model(adapter, config.init, seed, log)
     stages = {}
     for cls, name in enumerate(CLASSES):
+        part = getattr(complete, BASES[cls])
         index, labels = unbalanced_subset(targets["train_a"], cls, rng)
         v_index, v_labels = unbalanced_subset(targets["val_a"], cls, rng)
         train = Crops(crops["train_a"].images[index], labels, crops["train_a"].methods[index],
@@ -181,27 +189,50 @@ def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + cls)
             base = timm.create_model("densenet121", pretrained=False, num_classes=2)
+        if config.init is not None:     # fine-tuning: the given model's base, with a new 2-way classifier
+            base.load_state_dict(part.state_dict(), strict=False)
         trainer = Trainer(base.to(device).to(memory_format=torch.channels_last), adapter.normalize, settings, device,
                           precision)
         log(f"stage 1, base model {name}: {len(train)} training crops ({labels.mean():.0%} {name})")
         result = fit(trainer, train, val, Path(f"{config.out}.base-{name.lower()}"), log, progress, f"[{name}] ")
         stages[f"base_{name.lower()}"] = _stage(result, settings)
-        backbone = {k: v for k, v in result.state.items() if not k.startswith("classifier.")}
-        getattr(complete, f"model{cls + 1}").load_state_dict(backbone)
-    for part in ("model1", "model2", "model3"):
-        frozen = getattr(complete, part)
-        frozen.requires_grad_(False)
-        frozen.train = lambda mode=True, m=frozen: torch.nn.Module.train(m, False)  # frozen: BN statistics kept
+        part.load_state_dict({k: v for k, v in result.state.items() if not k.startswith("classifier.")})
+    complete = complete.to(device)
+    for name in BASES:
+        getattr(complete, name).requires_grad_(False).eval()
+    started = time.perf_counter()
+    features = {name: _base_features(complete, adapter, crops[name].images, settings.batch_size, device, precision)
+                for name in ("train_b", "val_b")}
+    log(f"stage 2: frozen base-model features of {sum(len(f) for f in features.values())} crops "
+        f"({time.perf_counter() - started:.0f} s)")
     counts = np.bincount(targets["train_b"], minlength=3)
     weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
-    head_train = Crops(crops["train_b"].images, targets["train_b"], crops["train_b"].methods, crops["train_b"].groups)
-    head_val = Crops(crops["val_b"].images, targets["val_b"], crops["val_b"].methods, crops["val_b"].groups)
-    trainer = Trainer(complete.to(device), adapter.normalize, replace(settings, loss="weighted_ce"), device, precision,
-                      class_weights=weights, positive=2)
+    head_train, head_val = (Crops(features[name], targets[name], crops[name].methods, crops[name].groups)
+                            for name in ("train_b", "val_b"))
+    head = head_of(complete)
+    trainer = Trainer(head, None, replace(settings, loss="weighted_ce"), device, precision, class_weights=weights,
+                      positive=2)
     log(f"stage 2, head: {len(head_train)} crops, class weights 1/count = {np.round(weights, 5).tolist()}")
     result = fit(trainer, head_train, head_val, Path(config.out), log, progress, "[head] ")
     stages["head"] = _stage(result, trainer.s)
-    return result.state, stages
+    head.load_state_dict(result.state)
+    return {k: v.detach().cpu().clone() for k, v in complete.state_dict().items()}, stages
+
+
+def _base_features(complete, adapter: DetectorAdapter, images: np.ndarray, batch_size: int, device: str,
+                   precision: str) -> np.ndarray:
+    """The frozen base models' stacked features (N x 3 x 1024 float32) of uint8 crops, at the run's precision."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    device_type = "cuda" if device.startswith("cuda") else device
+    out = []
+    with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[start:start + batch_size]).to(device).permute(0, 3, 1, 2).float().div_(255)
+            x = adapter.normalize(x).contiguous(memory_format=torch.channels_last)
+            out.append(torch.stack([getattr(complete, name)(x) for name in BASES], dim=1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(BASES), 1024), np.float32)
 
 
 def _save(config: TrainConfig, state: dict, dataset: Dataset, train_set: Dataset, val_set: Dataset,

@@ -23,7 +23,8 @@ CROPS_VERSION = 1
 
 @dataclass
 class Crops:
-    """Face crops of one split: uint8 RGB (N x size x size x 3) with their label, method and video."""
+    """Face crops of one split: uint8 RGB (N x size x size x 3) with their label, method and video. (`images` may
+    hold a model's frozen features instead, N x ... float32, for a trainer without normalisation.)"""
 
     images: np.ndarray
     labels: np.ndarray

@@ -35,6 +35,7 @@ class FitSettings:
         self_blend: train on real crops plus their self-blended copies (SBI); the face is the central
             1/`face_scale` of each crop.
         micro_batch: split each batch into chunks of this size and accumulate gradients (same update).
+        weight_decay: the optimizer's weight decay; None keeps PyTorch's default (AdamW 0.01, Adam 0).
     """
 
     optimizer: str
@@ -51,7 +52,7 @@ class FitSettings:
     self_blend: bool = False
     face_scale: float = 1.3
     micro_batch: int | None = None
-    weight_decay: float = 0.01
+    weight_decay: float | None = None
     seed: int = 0
 
 
@@ -136,9 +137,10 @@ class SAM:
 
 
 class Trainer:
-    """Trains `model` (which maps normalised N x 3 x H x W batches to logits) on crops."""
+    """Trains `model` on crops: uint8 N x H x W x 3 arrays that `normalize` turns into the model's input, or
+    (`normalize` None) float arrays that are the model's input already, such as frozen features."""
 
-    def __init__(self, model, normalize: Callable, settings: FitSettings, device: str, precision: str,
+    def __init__(self, model, normalize: Callable | None, settings: FitSettings, device: str, precision: str,
                  class_weights: np.ndarray | None = None, positive: int = 1) -> None:
         import torch
 
@@ -152,9 +154,10 @@ class Trainer:
         if settings.optimizer == "sam":
             self.optimizer: Any = SAM(params, lr=settings.lr)
         elif settings.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=settings.lr)
+            self.optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay or 0.0)
         else:
-            self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+            decay = 0.01 if settings.weight_decay is None else settings.weight_decay
+            self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=decay)
         self.plateau = None
         if settings.plateau:
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -165,8 +168,9 @@ class Trainer:
     def _logits(self, crops: np.ndarray):
         import torch
 
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255)
-        x = self.normalize(x).contiguous(memory_format=torch.channels_last)
+        x = torch.from_numpy(crops).to(self.device)
+        if self.normalize is not None:
+            x = self.normalize(x.permute(0, 3, 1, 2).float().div_(255)).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
             return self.model(x).float()
 
@@ -282,6 +286,10 @@ def fit(trainer: Trainer, train: Crops, val: Crops, checkpoint: Path, log: Calla
         best_state = state["best_state"]
         rng.bit_generator.state = state["rng"]
         log(f"{tag}resuming after epoch {state['epoch']} from {last}")
+    per_step = s.batch_size // 2 if s.self_blend else s.batch_size
+    if train is not None and 0 < len(train) < per_step:
+        log(f"{tag}note: the batch of {per_step} crops is larger than the {len(train)} training crops, so each "
+            f"epoch is one optimiser step; --batch-size sets a smaller batch")
     epoch = start - 1
     for epoch in range(start, s.epochs + 1):
         t0 = time.perf_counter()
