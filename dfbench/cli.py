@@ -308,7 +308,8 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the splits, the init and the batch order.")] = 0,
     init: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Start from 'imagenet' (efficientnet_lite0) or a checkpoint file; default: random.")] = None,
+        help="Start from 'imagenet' (efficientnet_lite0) or a checkpoint file (deepfeaturex: a DeepFeatureX "
+             "checkpoint, or a DenseNet-121 file for every base model); default: random.")] = None,
     augment: Annotated[Optional[bool], typer.Option(  # noqa: UP045
         help="Mirror half the training crops (default: the recipe's).")] = None,
     cutout: Annotated[bool, typer.Option(help="cutout recipe: with Cut-Out (Table II's second column).")] = True,

@@ -114,13 +114,11 @@ def test_the_deepfeaturex_head_on_frozen_features_gets_the_complete_models_logit
     assert set(head.state_dict()) == {k for k in model.state_dict() if k.startswith(("convs.", "classifier."))}
 
 
-def test_deepfeaturex_fine_tuning_starts_each_base_model_from_the_given_checkpoint(tmp_path: Path, monkeypatch):
+def _deepfeaturex_starts(init: Path, tmp_path: Path, monkeypatch) -> tuple[dict[str, dict], list[str], dict]:
+    """Run the deepfeaturex recipe from `init` with a `fit` that trains nothing: the state each stage starts
+    from (by log tag), the log, and the saved state."""
     import dfbench.training as training
 
-    torch.manual_seed(1)
-    given = build_deepfeaturex()
-    init = tmp_path / "given.pt"
-    torch.save(given.state_dict(), init)
     started: dict[str, dict] = {}
 
     def no_training(trainer, train, val, checkpoint, log, progress=None, tag=""):
@@ -134,14 +132,41 @@ def test_deepfeaturex_fine_tuning_starts_each_base_model_from_the_given_checkpoi
                          frames=1, device="cpu", precision="fp32", init=str(init),
                          class_map="sbi_blur=DM,sbi_sharpen=GAN", overrides=Overrides(epochs=1, batch_size=8))
     train_detector(config, log=lines.append)
-    for name, tag in zip(BASES, ("[DM] ", "[GAN] ", "[REAL] "), strict=True):
+    return started, lines, torch.load(tmp_path / "d.pt", weights_only=True)["state_dict"]
+
+
+BASE_TAGS = ("[DM] ", "[GAN] ", "[REAL] ")
+
+
+def test_deepfeaturex_fine_tuning_starts_each_base_model_from_the_given_checkpoint(tmp_path: Path, monkeypatch):
+    torch.manual_seed(1)
+    given = build_deepfeaturex()
+    torch.save(given.state_dict(), tmp_path / "given.pt")
+    started, lines, saved = _deepfeaturex_starts(tmp_path / "given.pt", tmp_path, monkeypatch)
+    for name, tag in zip(BASES, BASE_TAGS, strict=True):
         base = getattr(given, name).state_dict()
         assert all(torch.equal(started[tag][k], v) for k, v in base.items())
         assert started[tag]["classifier.weight"].shape == (2, 1024)   # a new 2-way classifier per base model
     assert set(started["[head] "]) == {k for k in given.state_dict() if k.startswith(("convs.", "classifier."))}
     assert any("frozen base-model features" in line for line in lines)
-    saved = torch.load(tmp_path / "d.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(saved[k], v) for k, v in given.state_dict().items())   # nothing trained: the given model
+
+
+def test_deepfeaturex_base_models_start_from_a_torchvision_densenet121_file(tmp_path: Path, monkeypatch):
+    import torchvision
+
+    torch.manual_seed(2)
+    densenet = torchvision.models.densenet121()     # as torchvision's ImageNet file, with its old key names
+    old_names = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v
+                 for k, v in densenet.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert any(".norm.1." in k for k in old_names)
+    torch.save(old_names, tmp_path / "densenet121.pth")
+    started, lines, _ = _deepfeaturex_starts(tmp_path / "densenet121.pth", tmp_path, monkeypatch)
+    reference = {k: v for k, v in densenet.state_dict().items()
+                 if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")}
+    for tag in BASE_TAGS:
+        assert all(torch.equal(started[tag][k], v) for k, v in reference.items())
+    assert any("every base model starts from the DenseNet-121 weights" in line for line in lines)
 
 
 def test_a_batch_larger_than_the_training_set_is_reported(tmp_path: Path):

@@ -12,6 +12,7 @@ files (torchvision DenseNet-121 with a 2-way classifier, which is dropped) plus 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,19 @@ def head_of(model):
             return self.classifier(self.convs(codes).flatten(1))
 
     return Head()
+
+
+# torchvision's DenseNet hub files name a dense layer's parts ``norm.1``, ``conv.2``; its modules say ``norm1``.
+_OLD_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_(?:mean|var)))$")
+
+
+def densenet_backbone_state(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The backbone tensors of a bare DenseNet-121 classifier's state dict (torchvision's keys, or the older
+    ``norm.1``-style names of its ImageNet files), without its classifier; None for any other state dict (a
+    complete DeepFeatureX model, for one)."""
+    if not any(k.startswith("features.") for k in state) or any(k.startswith(BASES) for k in state):
+        return None
+    return {_OLD_LAYER_KEY.sub(r"\1\2", k): v for k, v in state.items() if not k.startswith("classifier.")}
 
 
 def _base_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy as np
 from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.detectors.base import resolve_device, resolve_precision
-from dfbench.detectors.deepfeaturex import BASES, head_of
+from dfbench.detectors.deepfeaturex import BASES, densenet_backbone_state, head_of
 from dfbench.errors import CheckpointError, ConfigError
 from dfbench.provenance import git_hash
 from dfbench.training.data import Crops, extract_crops, split_for_training, split_groups
@@ -176,7 +176,7 @@ def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set
     targets = {name: class_labels(c, class_map) for name, c in crops.items()}
     settings = settings_for("deepfeaturex", config.detector, config.overrides)
     rng = np.random.default_rng([seed, 3])
-    complete = _initial_model(adapter, config.init, seed, log)
+    complete = _deepfeaturex_start(adapter, config.init, seed, log)
     stages = {}
     for cls, name in enumerate(CLASSES):
         part = getattr(complete, BASES[cls])
@@ -217,6 +217,27 @@ def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set
     stages["head"] = _stage(result, trainer.s)
     head.load_state_dict(result.state)
     return {k: v.detach().cpu().clone() for k, v in complete.state_dict().items()}, stages
+
+
+def _deepfeaturex_start(adapter: DetectorAdapter, init: str | None, seed: int, log: Log):
+    """The complete model training starts from: `init` as a DeepFeatureX checkpoint, or random weights with every
+    base model set to the DenseNet-121 weights of `init` when it is a bare DenseNet-121 file (such as
+    torchvision's ImageNet weights, which the paper's base models start from)."""
+    from dfbench.detectors.checkpoints import extract_state_dict, fit_state_dict, strip_prefixes
+
+    if init is None or init == "imagenet" or not Path(init).is_file():
+        return _initial_model(adapter, init, seed, log)
+    state = strip_prefixes(extract_state_dict(adapter.read_checkpoint(Path(init), trust=False)), ("module.",))
+    backbone = densenet_backbone_state(state)
+    if backbone is None:
+        return _initial_model(adapter, init, seed, log)
+    complete = _initial_model(adapter, None, seed, log)
+    for name in BASES:
+        part = getattr(complete, name)
+        counters = {k: v for k, v in part.state_dict().items() if k.endswith("num_batches_tracked")}
+        fit_state_dict(part, {**counters, **backbone}, f"a DenseNet-121 base model (from {init})")
+    log(f"every base model starts from the DenseNet-121 weights in {init}; the head from random weights")
+    return complete
 
 
 def _base_features(complete, adapter: DetectorAdapter, images: np.ndarray, batch_size: int, device: str,
