@@ -240,7 +240,10 @@ def resolve_workers(workers: int | None, device: str, n_jobs: int) -> int:
 def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]], workdir: Path, workers: int,
                        clock: StageClock) -> Iterator[tuple[list[FrameRow], list[TaskRow]]]:
     """Yield each sample's rows in order, its frames decoded and its faces found in `workers` processes while
-    this one scores the earlier samples; at most `workers + 2` samples are held at a time."""
+    this one scores the earlier samples; at most `workers + 2` samples are held at a time.
+
+    The stage ``wait_for_workers`` is the time this process spent blocked on the next gathered sample (the
+    first wait includes starting the workers): where it is large, gathering, not the model, sets the pace."""
     from concurrent.futures import ProcessPoolExecutor
 
     gatherer = Gatherer.of(prep)
@@ -259,7 +262,9 @@ def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]],
     try:
         submit(workers + 1)
         while pending:
+            waited = time.perf_counter()
             gathered, worker_clock = pending.popleft().result()
+            clock.add("wait_for_workers", time.perf_counter() - waited, 1)
             submit(1)
             clock.merge(worker_clock)
             scoring = start_scoring(prep.adapter, gathered, prep.config.batch_size)

@@ -48,6 +48,9 @@ def test_workers_score_exactly_what_one_process_scores(small_demo: Path, tmp_pat
     assert (frames_two["status"] == "ok").sum() > 0
     # the workers' stage times reach the report: every sampled frame of the 5 readable samples was searched
     assert two.stages["faces"]["items"] == one.stages["faces"]["items"] == 5 * 3 * 2
+    # the scoring process's waits on the workers: one per sample, none without workers
+    assert two.stages["wait_for_workers"]["items"] == 6 and two.stages["wait_for_workers"]["seconds"] > 0
+    assert "wait_for_workers" not in one.stages
 
 
 def test_default_workers_follow_the_device():
