@@ -172,7 +172,7 @@ def run(
     else:
         console.print(cell_table(summary.results))
     for stage, info in summary.stages.items():
-        console.print(f"  {stage:<15} {info['items']:>7} items  {info['seconds']:>8.1f} s  "
+        console.print(f"  {stage:<16} {info['items']:>7} items  {info['seconds']:>8.1f} s  "
                       f"{info['per_second']:>8.1f} /s", highlight=False)
     console.print(f"Wall time {summary.seconds:.1f} s. Wrote {', '.join(str(p) for p in summary.files.values())}",
                   highlight=False)
