@@ -101,6 +101,15 @@ def resolve_precision(precision: str, device: str) -> str:
     return "fp32"
 
 
+def autocast(device: str, precision: str):
+    """The autocast context of a resolved `precision` (bf16 or fp16 autocast; fp32: disabled) on `device`."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    device_type = "cuda" if device.startswith("cuda") else device
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 WeightsArg = str | Path | Sequence[str | Path] | None
 
 
@@ -228,10 +237,7 @@ class DetectorAdapter:
             raise RuntimeError(f"[{self.card.key}] call load() before predict().")
         if faces.ndim != 4 or faces.shape[1] != 3:
             raise DetectorOutputError(f"[{self.card.key}] expects N x 3 x H x W faces, got {tuple(faces.shape)}.")
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        device_type = "cuda" if self.device.startswith("cuda") else self.device
-        with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.float32,
-                                                    enabled=dtype is not None):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             x = self.normalize(faces.to(self.device, non_blocking=True).float())
             return self.model(x.contiguous(memory_format=torch.channels_last))
 

@@ -15,12 +15,12 @@ import numpy as np
 
 from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
-from dfbench.detectors.base import resolve_device, resolve_precision
+from dfbench.detectors.base import autocast, resolve_device, resolve_precision
 from dfbench.detectors.deepfeaturex import BASES, densenet_backbone_state, head_of
 from dfbench.errors import CheckpointError, ConfigError
 from dfbench.provenance import git_hash
 from dfbench.training.data import Crops, extract_crops, split_for_training, split_groups
-from dfbench.training.loop import FitResult, Progress, Trainer, fit
+from dfbench.training.loop import FitResult, Progress, Trainer, fit, model_input
 from dfbench.training.recipes import (
     CLASSES,
     RECIPES,
@@ -245,13 +245,10 @@ def _base_features(complete, adapter: DetectorAdapter, images: np.ndarray, batch
     """The frozen base models' stacked features (N x 3 x 1024 float32) of uint8 crops, at the run's precision."""
     import torch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    device_type = "cuda" if device.startswith("cuda") else device
     out = []
-    with torch.inference_mode(), torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with torch.inference_mode(), autocast(device, precision):
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(images[start:start + batch_size]).to(device).permute(0, 3, 1, 2).float().div_(255)
-            x = adapter.normalize(x).contiguous(memory_format=torch.channels_last)
+            x = model_input(images[start:start + batch_size], device, adapter.normalize)
             out.append(torch.stack([getattr(complete, name)(x) for name in BASES], dim=1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(BASES), 1024), np.float32)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from dfbench.detectors.base import autocast
 from dfbench.metrics import auc
 from dfbench.training.data import Crops
 
@@ -55,6 +56,11 @@ class FitSettings:
     weight_decay: float | None = None
     seed: int = 0
 
+    @property
+    def drawn_per_step(self) -> int:
+        """Training crops drawn per optimiser step: half the batch with self-blending (the rest are their blends)."""
+        return self.batch_size // 2 if self.self_blend else self.batch_size
+
 
 @dataclass
 class FitResult:
@@ -88,6 +94,14 @@ def self_blended(crops: np.ndarray, face_scale: float, rng: np.random.Generator)
     margin = size * (1 - 1 / face_scale) / 2
     box = (margin, margin, size - margin, size - margin)
     return np.stack([self_blend(crop, box, rng) for crop in crops])
+
+
+def model_input(crops: np.ndarray, device: str, normalize: Callable):
+    """uint8 crops N x H x W x 3 as the model's input: float N x 3 x H x W on `device`, normalised, channels-last."""
+    import torch
+
+    x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255)
+    return normalize(x).contiguous(memory_format=torch.channels_last)
 
 
 class SAM:
@@ -144,9 +158,7 @@ class Trainer:
                  class_weights: np.ndarray | None = None, positive: int = 1) -> None:
         import torch
 
-        self.model, self.normalize, self.s, self.device = model, normalize, settings, device
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        self.device_type = "cuda" if device.startswith("cuda") else device
+        self.model, self.normalize, self.s, self.device, self.precision = model, normalize, settings, device, precision
         self.positive = positive
         weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=device)
         self.ce = torch.nn.CrossEntropyLoss(weight=weight)
@@ -168,10 +180,11 @@ class Trainer:
     def _logits(self, crops: np.ndarray):
         import torch
 
-        x = torch.from_numpy(crops).to(self.device)
-        if self.normalize is not None:
-            x = self.normalize(x.permute(0, 3, 1, 2).float().div_(255)).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        if self.normalize is None:
+            x = torch.from_numpy(crops).to(self.device)
+        else:
+            x = model_input(crops, self.device, self.normalize)
+        with autocast(self.device, self.precision):
             return self.model(x).float()
 
     def _loss(self, logits, labels):
@@ -219,7 +232,7 @@ class Trainer:
 
     def train_epoch(self, data: Crops, rng: np.random.Generator, epoch: int, progress: Progress | None) -> float:
         self.model.train()
-        per_step = self.s.batch_size // 2 if self.s.self_blend else self.s.batch_size
+        per_step = self.s.drawn_per_step
         order = rng.permutation(len(data))
         batches = [order[i:i + per_step] for i in range(0, len(order), per_step)]
         total, seen = 0.0, 0
@@ -286,7 +299,7 @@ def fit(trainer: Trainer, train: Crops, val: Crops, checkpoint: Path, log: Calla
         best_state = state["best_state"]
         rng.bit_generator.state = state["rng"]
         log(f"{tag}resuming after epoch {state['epoch']} from {last}")
-    per_step = s.batch_size // 2 if s.self_blend else s.batch_size
+    per_step = s.drawn_per_step
     if train is not None and 0 < len(train) < per_step:
         log(f"{tag}note: the batch of {per_step} crops is larger than the {len(train)} training crops, so each "
             f"epoch is one optimiser step; --batch-size sets a smaller batch")
