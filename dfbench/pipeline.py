@@ -17,6 +17,7 @@ import shutil
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -240,22 +241,29 @@ def resolve_workers(workers: int | None, device: str, n_jobs: int) -> int:
 def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]], workdir: Path, workers: int,
                        clock: StageClock) -> Iterator[tuple[list[FrameRow], list[TaskRow]]]:
     """Yield each sample's rows in order, its frames decoded and its faces found in `workers` processes while
-    this one scores the earlier samples; at most `workers + 2` samples are held at a time.
+    this one scores the earlier samples; at most `workers + 2` samples are held at a time. Samples whose crops
+    were kept are opened here (memory-mapped) and never reach a worker; the workers start only when a sample
+    needs gathering.
 
     The stage ``wait_for_workers`` is the time this process spent blocked on the next gathered sample (the
     first wait includes starting the workers): where it is large, gathering, not the model, sets the pace."""
-    from concurrent.futures import ProcessPoolExecutor
-
     gatherer = Gatherer.of(prep)
-    context = multiprocessing.get_context("spawn")     # no fork of a process that holds torch or CUDA threads
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                               initargs=(max(1, (os.cpu_count() or 2) // workers),))
-    pending: deque = deque()
+    pool: ProcessPoolExecutor | None = None
+    pending: deque[Future] = deque()
     queue = iter(jobs)
 
     def submit(n: int) -> None:
+        nonlocal pool
         for sample_id, path, cells in itertools.islice(queue, n):
+            kept = gatherer.cached(sample_id, path, cells)
+            if kept is not None:                        # memory-mapped: nothing for a worker to do
+                pending.append(_done(kept))
+                continue
             check_free_space(workdir, prep.config.min_free_bytes)
+            if pool is None:                            # started at the first sample that needs one
+                context = multiprocessing.get_context("spawn")   # no fork of a process holding torch threads
+                pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                           initargs=(max(1, (os.cpu_count() or 2) // workers),))
             pending.append(pool.submit(gatherer.gather, sample_id, path, cells, workdir))
 
     previous: Scoring | None = None
@@ -274,7 +282,14 @@ def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]],
         if previous is not None:
             yield finish_sample(prep, previous, clock)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _done(result: tuple[Gathered, StageClock]) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
 
 
 def _init_worker(threads: int) -> None:
@@ -298,7 +313,7 @@ class Gathered(NamedTuple):
     sample_id: str
     cells: list[Cell]
     indices: list[int]
-    crops: np.ndarray                   # N x size x size x 3 uint8 RGB
+    crops: np.ndarray                   # N x size x size x 3 uint8 RGB (memory-mapped from the face cache)
     owners: list[tuple[str, int]]       # (cell, frame index) of each crop
     seen: dict[tuple[str, int], int]    # faces scored per received (cell, frame)
     failures: dict[str, str]            # cells ffmpeg failed on -> message
@@ -321,8 +336,25 @@ class Gatherer:
     def of(cls, prep: Prepared) -> Gatherer:
         return cls(prep.suite, prep.finder, prep.adapter.card.crop, prep.face_cache, prep.config.cache_limit)
 
+    def cached(self, sample_id: str, path: Path, cells: list[Cell]) -> tuple[Gathered, StageClock] | None:
+        """The sample's kept crops, memory-mapped from the face cache (stage ``cached_crops``: opening them; the
+        pixels are read as the model takes them), or None when they were not kept for this crop spec."""
+        if self.cache is None:
+            return None
+        started = time.perf_counter()
+        kept = self.cache.crops(sample_id, path, self.spec, [c.id for c in cells])
+        if kept is None:
+            return None
+        seconds = time.perf_counter() - started
+        clock = StageClock()
+        clock.add("cached_crops", seconds, len(kept.crops))
+        return Gathered(sample_id, cells, kept.indices, kept.crops, kept.owners, kept.seen, {}, seconds), clock
+
     def gather(self, sample_id: str, path: Path, cells: list[Cell],
                workdir: Path) -> tuple[Gathered, StageClock]:
+        kept = self.cached(sample_id, path, cells)
+        if kept is not None:
+            return kept
         clock = StageClock()
         started = time.perf_counter()
         try:
@@ -332,24 +364,17 @@ class Gatherer:
         indices = sample_indices(info.frame_count, self.suite.frames.per_video)
         cell_ids = [c.id for c in cells]
         cache = self.cache
-        cached = cache.crops(sample_id, path, self.spec, cell_ids) if cache else None
-        if cached is not None:
-            crops, owners, seen = cached
-            failures: dict[str, str] = {}
-            clock.add("cached_crops", time.perf_counter() - started, len(crops))
-        else:
-            known = cache.faces(sample_id, path, cell_ids) if cache else None
-            plans = [CellPlan(c.id, c.steps(self.suite.seed, sample_id)) for c in cells]
-            geometries = None
-            if self.suite.faces == "clean" and known is None:
-                geometries = {c.id: [OPERATIONS.get(op).geometry(level) for op, level in c.parts] for c in cells}
-            found = collect_faces(self.finder, self.spec, plans, path, indices, workdir, clock, media_of(path),
-                                  self.cache_limit, info.fps, geometries, known)
-            crops = np.stack(found.crops) if found.crops else _no_crops(self.spec)
-            owners, seen, failures = found.owners, found.seen, found.failures
-            if cache and not failures and len(cells) == len(self.suite.cells):
-                cache.save(sample_id, path, cell_ids, found.faces, self.spec, crops, owners, seen)
-        gathered = Gathered(sample_id, cells, indices, crops, owners, seen, failures,
+        known = cache.faces(sample_id, path, cell_ids) if cache else None
+        plans = [CellPlan(c.id, c.steps(self.suite.seed, sample_id)) for c in cells]
+        geometries = None
+        if self.suite.faces == "clean" and known is None:
+            geometries = {c.id: [OPERATIONS.get(op).geometry(level) for op, level in c.parts] for c in cells}
+        found = collect_faces(self.finder, self.spec, plans, path, indices, workdir, clock, media_of(path),
+                              self.cache_limit, info.fps, geometries, known)
+        crops = np.stack(found.crops) if found.crops else _no_crops(self.spec)
+        if cache and not found.failures and len(cells) == len(self.suite.cells):
+            cache.save(sample_id, path, cell_ids, found.faces, self.spec, crops, found.owners, found.seen, indices)
+        gathered = Gathered(sample_id, cells, indices, crops, found.owners, found.seen, found.failures,
                             time.perf_counter() - started)
         return gathered, clock
 
@@ -524,12 +549,13 @@ def start_scoring(adapter: DetectorAdapter, gathered: Gathered, batch_size: int 
     started = time.perf_counter()
     owners, failures = gathered.owners, gathered.failures
     keep = np.array([i for i, (cell, _) in enumerate(owners) if cell not in failures], dtype=np.int64)
+    every = len(keep) == len(gathered.crops)       # then a batch is a slice: a view, not a copy
     pin = adapter.device.startswith("cuda")
     batch_size = resolve_batch_size(batch_size, adapter.device)
     batches = []
     for start in range(0, len(keep), batch_size):
         batch_ids = keep[start:start + batch_size]
-        crops = gathered.crops[batch_ids]
+        crops = gathered.crops[start:start + batch_size] if every else gathered.crops[batch_ids]
         rows = padded_rows(len(batch_ids), batch_size, adapter.device)
         if rows > len(batch_ids):
             crops = np.concatenate([crops, np.zeros((rows - len(batch_ids), *crops.shape[1:]), crops.dtype)])

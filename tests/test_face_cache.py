@@ -7,12 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import dfbench.pipeline as pipeline
 from dfbench.api import run
-from dfbench.faces import MTCNNFinder
+from dfbench.faces import CropSpec, MTCNNFinder
+from dfbench.faces.cache import FaceCache
 from dfbench.pipeline import RunConfig
 from dfbench.video.engine import CellFailure
 
@@ -71,15 +73,59 @@ def test_second_detector_with_the_same_crop_spec_only_runs_its_model(small_demo:
 
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "empty"))
     fresh = run(_config(small_demo, suite, tmp_path / "lite-fresh", "efficientnet_lite0"))
+    assert len(list(cache.rglob("*.npy"))) == 4
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
     decodes.clear()
     _forbid_finding(monkeypatch)
+    monkeypatch.setattr(pipeline, "probe_video", _forbidden("probed a video"))   # the sampled frames are kept
     second = run(_config(small_demo, suite, tmp_path / "lite", "efficientnet_lite0"))
     assert decodes == []                                    # nothing decoded, nothing found
     assert set(second.stages) == {"cached_crops", "inference", "store"}
     assert second.stages["cached_crops"]["items"] == second.stages["inference"]["items"] > 0
     assert second.run_id == fresh.run_id                    # the cache is not part of what a run is
     pd.testing.assert_frame_equal(_scores(second), _scores(fresh))
+
+    # with workers asked for, kept crops are opened by the scoring process and no worker is started
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", _forbidden("started worker processes"))
+    third = run(_config(small_demo, suite, tmp_path / "lite-workers", "efficientnet_lite0", workers=2))
+    assert third.stages["wait_for_workers"]["items"] == 4
+    pd.testing.assert_frame_equal(_scores(third), _scores(fresh))
+
+
+def _forbidden(what: str):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"the run {what} although the face cache holds the crops")
+    return fail
+
+
+def test_kept_crops_are_memory_mapped_and_a_pair_of_files_is_never_mixed(tmp_path: Path, caplog):
+    spec = CropSpec(size=8)
+    cache = FaceCache(tmp_path / "faces", "suite-hash", {"finder": "x"}, keep_crops=True)
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"stands in for a video")
+    crops = np.arange(5 * 8 * 8 * 3, dtype=np.uint8).reshape(5, 8, 8, 3)
+    owners = [("none-0", 0), ("none-0", 9), ("hflip-1", 0), ("hflip-1", 9), ("hflip-1", 9)]
+    seen = {("none-0", 0): 1, ("none-0", 9): 1, ("hflip-1", 0): 1, ("hflip-1", 9): 2}
+    cache.save("s", video, ["none-0", "hflip-1"], {}, spec, crops, owners, seen, [0, 9])
+
+    every = cache.crops("s", video, spec, ["none-0", "hflip-1"])
+    assert isinstance(every.crops, np.memmap) and every.indices == [0, 9] and every.owners == owners
+    np.testing.assert_array_equal(every.crops, crops)
+    flipped = cache.crops("s", video, spec, ["hflip-1"])            # a subset is read, not mapped
+    assert not isinstance(flipped.crops, np.memmap) and flipped.owners == owners[2:]
+    np.testing.assert_array_equal(flipped.crops, crops[2:])
+    assert flipped.seen == {("hflip-1", 0): 1, ("hflip-1", 9): 2}
+    assert cache.crops("s", video, spec, ["none-0", "grayscale-1"]) is None   # a cell that was not kept
+    assert cache.crops("s", video, CropSpec(size=16), ["none-0"]) is None     # another crop spec
+
+    cache.save("s", video, ["none-0", "hflip-1"], {}, spec, crops[::-1], owners, seen, [0, 9])
+    (pixels,) = list(tmp_path.rglob("*.npy"))                   # the superseded crops file is gone
+    np.testing.assert_array_equal(cache.crops("s", video, spec, ["none-0"]).crops, crops[::-1][:2])
+    np.save(pixels, crops[:3])                                  # a crops file that does not match its index
+    assert cache.crops("s", video, spec, ["none-0"]) is None
+    pixels.unlink()                                             # an index whose crops file is missing
+    assert cache.crops("s", video, spec, ["none-0"]) is None
+    assert caplog.text.count("Ignoring unreadable crop cache file") == 2
 
 
 def test_a_detector_with_another_crop_spec_reuses_the_faces_and_cuts_its_own_crops(small_demo: Path, suite: str,

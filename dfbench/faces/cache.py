@@ -8,6 +8,10 @@ A later run of any detector on the same data, suite, frames, face mode and finde
 - the crops, when they were kept for the same crop spec (effb2, efficientnet_lite0, resnet68 and timm models
   share one): it skips decoding too and only runs its model.
 
+Kept crops sit in a plain ``.npy`` file beside a small ``.npz`` index (owners, counts, sampled frames), and a
+reader memory-maps them: a sample's crops are read from disk (or the page cache) only as its batches go to the
+model, in the process that runs the model, with no copy on the way and no worker process involved.
+
 Decoding, perturbing and finding are deterministic, so a run served from the cache scores exactly what it would
 have scored without it; the run id does not change. The key holds everything that changes the pixels or the boxes:
 the suite hash (cells, op versions, seed, frames, face mode), the finder's settings, the dfbench version, and each
@@ -19,14 +23,15 @@ Samples with a failed cell are never cached. Delete ``<cache>/faces`` to reclaim
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import logging
 import os
+import secrets
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -36,16 +41,17 @@ from dfbench.faces.finder import Face
 from dfbench.provenance import stable_hash
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2            # 2: crops in a memory-mapped .npy beside an .npz index that holds the sampled frames
 Owner = tuple[str, int]            # (cell id, frame index)
 
 
 class CachedCrops(NamedTuple):
     """The crops of one sample, in the shape `pipeline.collect_faces` returns them."""
 
-    crops: np.ndarray               # N x size x size x 3 uint8
+    crops: np.ndarray               # N x size x size x 3 uint8, memory-mapped (copy-on-write) when all are wanted
     owners: list[Owner]
     seen: dict[Owner, int]
+    indices: list[int]              # the sampled frame indices (no need to probe the video again)
 
 
 class FaceCache:
@@ -71,43 +77,65 @@ class FaceCache:
             return None
 
     def crops(self, sample_id: str, path: Path, spec: CropSpec, cells: list[str]) -> CachedCrops | None:
-        """The crops cut with `spec` for `cells`, or None when they were not kept for all of them."""
+        """The crops cut with `spec` for `cells`, or None when they were not kept for all of them.
+
+        When every kept cell is wanted the crops come back memory-mapped (nothing is read until used);
+        otherwise only the wanted ones are read."""
         file = self._file(sample_id, path, self._spec_folder(spec), ".npz")
         if not file.exists():
             return None
         try:
-            with np.load(file, allow_pickle=False) as data:
-                if not set(cells) <= set(data["cells"].tolist()):
+            with np.load(file, allow_pickle=False) as index:
+                if not set(cells) <= set(index["cells"].tolist()):
                     return None
-                wanted = np.isin(data["owner_cell"], cells)
-                images = data["crops"][wanted]
-                owners = list(zip(data["owner_cell"][wanted].tolist(), data["owner_index"][wanted].tolist(),
-                                  strict=True))
-                keep_seen = np.isin(data["seen_cell"], cells)
-                seen = {(c, int(i)): int(n) for c, i, n in zip(data["seen_cell"][keep_seen].tolist(),
-                                                              data["seen_index"][keep_seen].tolist(),
-                                                              data["seen_count"][keep_seen].tolist(), strict=True)}
+                owner_cell, owner_index = index["owner_cell"], index["owner_index"]
+                seen_cell, seen_index, seen_count = index["seen_cell"], index["seen_index"], index["seen_count"]
+                indices = [int(i) for i in index["indices"]]
+                pixels = file.with_name(str(index["pixels"]))
+            images = np.load(pixels, mmap_mode="c", allow_pickle=False)
+            if images.dtype != np.uint8 or images.shape[1:] != (spec.size, spec.size, 3) \
+                    or len(images) != len(owner_cell):
+                raise ValueError(f"{pixels.name} holds {images.dtype} {images.shape}, not {len(owner_cell)} crops")
+            wanted = np.isin(owner_cell, cells)
+            if not wanted.all():
+                images = np.ascontiguousarray(images[wanted])
+            owners = list(zip(owner_cell[wanted].tolist(), owner_index[wanted].tolist(), strict=True))
+            keep_seen = np.isin(seen_cell, cells)
+            seen = {(c, int(i)): int(n) for c, i, n in zip(seen_cell[keep_seen].tolist(),
+                                                          seen_index[keep_seen].tolist(),
+                                                          seen_count[keep_seen].tolist(), strict=True)}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             log.warning("Ignoring unreadable crop cache file %s (%s); cutting the crops again.", file, exc)
             return None
-        return CachedCrops(images, owners, seen)
+        return CachedCrops(images, owners, seen, indices)
 
     def save(self, sample_id: str, path: Path, cells: list[str], faces: dict[Owner, list[Face]], spec: CropSpec,
-             crops: np.ndarray, owners: list[Owner], seen: dict[Owner, int]) -> None:
-        """Keep the faces of `cells` (and the crops, with ``keep_crops``); a failed write only logs a warning."""
+             crops: np.ndarray, owners: list[Owner], seen: dict[Owner, int], indices: list[int]) -> None:
+        """Keep the faces of `cells` (and the crops, with ``keep_crops``); a failed write only logs a warning.
+
+        The crops go to a new ``.npy`` file first and the index that names it second, so a reader sees either the
+        old pair or the new one, never a mix; the superseded ``.npy`` is removed after."""
         frames = [[cell, index, [[f.x1, f.y1, f.x2, f.y2, f.confidence] for f in found]]
                   for (cell, index), found in sorted(faces.items())]
         try:
-            _atomic_write(self._file(sample_id, path, "faces", ".json"),
-                          json.dumps({"sample_id": sample_id, "cells": cells, "frames": frames}).encode())
+            payload = json.dumps({"sample_id": sample_id, "cells": cells, "frames": frames}).encode()
+            _atomic_write(self._file(sample_id, path, "faces", ".json"), lambda out: out.write(payload))
             if self.keep_crops:
-                arrays = {"cells": np.array(cells), "crops": np.asarray(crops, dtype=np.uint8),
-                          "owner_cell": np.array([c for c, _ in owners], dtype=str),
-                          "owner_index": np.array([i for _, i in owners], dtype=np.int64),
-                          "seen_cell": np.array([c for c, _ in seen], dtype=str),
-                          "seen_index": np.array([i for _, i in seen], dtype=np.int64),
-                          "seen_count": np.array(list(seen.values()), dtype=np.int64)}
-                _atomic_write(self._file(sample_id, path, self._spec_folder(spec), ".npz"), _npz_bytes(arrays))
+                file = self._file(sample_id, path, self._spec_folder(spec), ".npz")
+                pixels = file.with_name(f"{file.stem}-{secrets.token_hex(4)}.npy")
+                images = np.ascontiguousarray(crops, dtype=np.uint8)
+                _atomic_write(pixels, lambda out: np.save(out, images, allow_pickle=False))
+                index = {"cells": np.array(cells), "pixels": np.array(pixels.name),
+                         "indices": np.array(indices, dtype=np.int64),
+                         "owner_cell": np.array([c for c, _ in owners], dtype=str),
+                         "owner_index": np.array([i for _, i in owners], dtype=np.int64),
+                         "seen_cell": np.array([c for c, _ in seen], dtype=str),
+                         "seen_index": np.array([i for _, i in seen], dtype=np.int64),
+                         "seen_count": np.array(list(seen.values()), dtype=np.int64)}
+                _atomic_write(file, lambda out: np.savez(out, allow_pickle=False, **index))
+                for old in file.parent.glob(f"{file.stem}-*.npy"):
+                    if old != pixels:
+                        old.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("Could not write the face cache for %s (%s); the run goes on without it.", sample_id, exc)
 
@@ -124,19 +152,13 @@ class FaceCache:
         return f"crops-{spec.size}-{stable_hash(dataclasses.asdict(spec))}"
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)      # uncompressed: zlib gains little on face crops and costs a core
-    return buffer.getvalue()
-
-
-def _atomic_write(target: Path, payload: bytes) -> None:
-    """Write `payload` to `target` through a temporary file and a rename: readers never see half a file."""
+def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write `target` with `write(handle)` through a temporary file and a rename: readers never see half a file."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(payload)
+            write(out)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
