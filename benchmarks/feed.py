@@ -32,7 +32,7 @@ import numpy as np
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from stages import RESULTS, RUN, build_set, dfbench_run, machine, model_only  # noqa: E402
+from stages import RUN, build_set, dfbench_run, machine, model_only, save_report  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -126,11 +126,7 @@ def main() -> None:
         report["host_bound_utilisation"] = round(min(1.0, best / model["img_s"]), 3)
         print(f"model alone: {model['img_s']:.0f} img/s ({model['precision']}, batch {model['batch']}); "
               f"host-bound utilisation at the best feed rate: {report['host_bound_utilisation']:.3f}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"feed-{args.device.split(':')[0]}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    save_report(report, f"feed-{args.device.split(':')[0]}")
 
 
 if __name__ == "__main__":

@@ -390,12 +390,18 @@ def main() -> None:
                           "slope_s_per_cell": round(cell_slope, 2),
                           "intercept_s": round(few["seconds"] - cell_slope * 5, 2)},
             }
-    RESULTS.mkdir(exist_ok=True)
     device = "" if args.device == "cpu" else f"-{args.device.split(':')[0]}"
-    out = RESULTS / f"stages-{args.videos}x{args.seconds:g}s{device}.json"
+    save_report(report, f"stages-{args.videos}x{args.seconds:g}s{device}")
+
+
+def save_report(report: dict, stem: str) -> Path:
+    """Print `report` and write it to benchmarks/results/<stem>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stem}.json"
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")
+    return out
 
 
 if __name__ == "__main__":
