@@ -302,7 +302,9 @@ def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], 
                  clock: StageClock) -> tuple[list[FrameRow], list[TaskRow]]:
     """Score every cell of one sample; media failures become status rows, never exceptions."""
     check_free_space(workdir, prep.config.min_free_bytes)
-    gathered, gather_clock = Gatherer.of(prep).gather(sample_id, path, cells, workdir)
+    gatherer = Gatherer.of(prep)
+    gathered, gather_clock = (gatherer.cached(sample_id, path, cells)
+                              or gatherer.gather(sample_id, path, cells, workdir))
     clock.merge(gather_clock)
     return finish_sample(prep, start_scoring(prep.adapter, gathered, prep.config.batch_size), clock)
 
@@ -352,9 +354,7 @@ class Gatherer:
 
     def gather(self, sample_id: str, path: Path, cells: list[Cell],
                workdir: Path) -> tuple[Gathered, StageClock]:
-        kept = self.cached(sample_id, path, cells)
-        if kept is not None:
-            return kept
+        """Probe, decode, perturb, find (or reuse the cached faces) and cut; callers try `cached` first."""
         clock = StageClock()
         started = time.perf_counter()
         try:

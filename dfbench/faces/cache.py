@@ -98,7 +98,7 @@ class FaceCache:
                 raise ValueError(f"{pixels.name} holds {images.dtype} {images.shape}, not {len(owner_cell)} crops")
             wanted = np.isin(owner_cell, cells)
             if not wanted.all():
-                images = np.ascontiguousarray(images[wanted])
+                images = images[wanted]                    # a boolean index reads a copy
             owners = list(zip(owner_cell[wanted].tolist(), owner_index[wanted].tolist(), strict=True))
             keep_seen = np.isin(seen_cell, cells)
             seen = {(c, int(i)): int(n) for c, i, n in zip(seen_cell[keep_seen].tolist(),
