@@ -101,31 +101,48 @@ class FolderLock:
             self._fh = None
 
 
+def _set_up(db: sqlite3.Connection) -> None:
+    """WAL journal, the schema, and the columns later versions added."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    db.commit()
+
+
 class ScoreStore:
     """The SQLite score store of one output folder."""
+
+    OPEN_TIMEOUT = 60.0     # seconds to wait for another process's lock, on open and on every write
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = Path(path)
         if readonly and not self.path.is_file():
             raise StoreError(f"No score store at {str(self.path)!r}.")
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-        try:
-            self.db = sqlite3.connect(uri, uri=True, timeout=60)
-            if not readonly:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA)
-                self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"Cannot open the score store {str(self.path)!r}: {exc}") from None
-
-    def _migrate(self) -> None:
-        for table, columns in ADDED_COLUMNS.items():
-            present = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
-            for name, kind in columns.items():
-                if name not in present:
-                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        self.db.commit()
+        deadline, pause = time.monotonic() + self.OPEN_TIMEOUT, 0.01
+        while True:
+            db = None
+            try:
+                db = sqlite3.connect(uri, uri=True, timeout=self.OPEN_TIMEOUT)
+                if not readonly:
+                    _set_up(db)
+                self.db = db
+                return
+            except sqlite3.DatabaseError as exc:
+                # Two processes setting up one store at once: SQLite answers "database is locked" at once, without
+                # waiting, where waiting could deadlock (the journal-mode switch, a read lock upgraded for the
+                # schema; see sqlite3_busy_handler), so the whole set-up is tried again until the deadline.
+                if db is not None:
+                    db.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"Cannot open the score store {str(self.path)!r}: {exc}") from None
+                time.sleep(pause)
+                pause = min(0.5, pause * 2)
 
     def close(self) -> None:
         self.db.close()

@@ -53,3 +53,41 @@ def test_a_second_holder_of_the_folder_is_refused(tmp_path: Path):
     finally:
         first.release()
     FolderLock(tmp_path).acquire()
+
+
+def test_a_store_locked_while_another_process_sets_it_up_is_opened_once_the_lock_clears(tmp_path: Path,
+                                                                                          monkeypatch):
+    import sqlite3
+
+    import dfbench.store as store_module
+
+    real, calls = store_module._set_up, []
+
+    def locked_twice(db):                   # what SQLite answers while the other process switches to WAL
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        real(db)
+
+    monkeypatch.setattr(store_module, "_set_up", locked_twice)
+    store = _store(tmp_path)
+    assert len(calls) == 3 and store.finished("r1") == set()
+    store.close()
+
+    def broken(db):
+        calls.append(1)
+        raise sqlite3.DatabaseError("file is not a database")
+
+    calls.clear()
+    monkeypatch.setattr(store_module, "_set_up", broken)
+    with pytest.raises(StoreError, match="file is not a database"):
+        ScoreStore(tmp_path / "other.sqlite")
+    assert len(calls) == 1                  # anything but a lock fails at once
+
+    def always_locked(db):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store_module, "_set_up", always_locked)
+    monkeypatch.setattr(ScoreStore, "OPEN_TIMEOUT", 0.05)
+    with pytest.raises(StoreError, match="database is locked"):
+        ScoreStore(tmp_path / "third.sqlite")
