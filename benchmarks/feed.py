@@ -21,8 +21,6 @@ Printed and written to benchmarks/results/feed-<device>.json.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -70,17 +68,8 @@ print(json.dumps({"seconds": seconds, "stages": summary.stages}))
 
 def feed_run(manifest: Path, out: Path, frames: int, detector: str, cache: Path, workers: int) -> dict:
     """One run of `detector` from the kept crops with a null network; its time after `prepare` and stages."""
-    import os
-
-    options = {"detector": detector, "weights": "random", "suite": "video-ops", "dataset": str(manifest),
-               "out": str(out), "frames": frames, "precision": "auto", "faces": "redetect",
-               **RUN, "workers": workers}
-    env = {**os.environ, "DFBENCH_CACHE_DIR": str(cache)}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(options)], capture_output=True, text=True,
-                          env=env)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = dfbench_run(manifest, out, frames, "redetect", detector=detector, cache=cache, child=CHILD,
+                         workers=workers)
     if "cached_crops" not in result["stages"]:
         raise RuntimeError(f"{detector} did not read the kept crops (another crop spec than effb2's?)")
     return result

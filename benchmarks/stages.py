@@ -78,15 +78,17 @@ RUN = {"device": "cpu", "workers": None, "batch_size": None}
 
 
 def dfbench_run(manifest: Path, out: Path, frames: int, faces: str, suite: str = "video-ops",
-                detector: str = "effb2", cache: Path | None = None, keep_crops: bool = False) -> dict:
-    """One `dfbench run` in a child process. `cache`: its face cache (default: a fresh one, so nothing is reused).
+                detector: str = "effb2", cache: Path | None = None, keep_crops: bool = False, child: str = CHILD,
+                **overrides) -> dict:
+    """One `dfbench run` in a child process (`child`: the script that runs it and prints its JSON last).
+    `cache`: its face cache (default: a fresh one, so nothing is reused); `overrides`: RunConfig fields over `RUN`.
     On CUDA the GPU's utilisation is sampled every 50 ms while it runs."""
     options = {"detector": detector, "weights": "random", "suite": suite, "dataset": str(manifest),
                "out": str(out), "frames": frames, "precision": "auto", "faces": faces, "keep_crops": keep_crops,
-               **RUN}
+               **RUN, **overrides}
     env = {**os.environ, "DFBENCH_CACHE_DIR": str(cache or out.with_name(out.name + "-cache"))}
     with GpuSampler(enabled=str(RUN["device"]).startswith("cuda")) as gpu:
-        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(options)], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", child, json.dumps(options)], capture_output=True, text=True,
                               env=env)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
