@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from dfbench.errors import StoreError
+from dfbench.outputs import prepare_folder
 from dfbench.pipeline import Prepared, ProgressFn, RunConfig, execute, prepare
 from dfbench.reports import write_outputs
 from dfbench.results import Results, load_results
@@ -50,6 +51,10 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
     """
     config = config or RunConfig(**options)
     started = time.perf_counter()
+    # Before the model loads: a folder that cannot be written, or a damaged store in it, is one line.
+    prepare_folder(Path(config.out), "--out")
+    if (Path(config.out) / STORE_NAME).is_file():
+        ScoreStore(Path(config.out) / STORE_NAME, readonly=True).close()
     prep = prepare(config)
     if on_prepared is not None:
         on_prepared(prep)

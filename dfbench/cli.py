@@ -46,7 +46,8 @@ TrustOpt = Annotated[bool, typer.Option(help="Allow checkpoints that need unpick
 
 
 def cli_errors(fn):
-    """Turn a DfbenchError into one red line and exit code 1; anything else is a bug and keeps its traceback."""
+    """Turn a DfbenchError, or an OSError on a named path (read-only, full, not a folder), into one red line and
+    exit code 1; anything else is a bug and keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -54,6 +55,13 @@ def cli_errors(fn):
             return fn(*args, **kwargs)
         except DfbenchError as exc:
             err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if exc.filename is None:   # not about a path the user named: a bug, keep the traceback
+                raise
+            from dfbench.outputs import os_error_line
+
+            err_console.print(f"[bold red]Error:[/] {os_error_line(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -155,11 +163,14 @@ def run(
 
     try:
         summary = run_api(config, on_progress=on_progress, on_prepared=on_prepared)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from dfbench.signals import Terminated, exit_code
+
         progress.stop()
-        err_console.print(f"[yellow]Interrupted[/] after {counts['done']} of {counts['total']} samples; they are "
+        how = "Terminated (SIGTERM)" if isinstance(exc, Terminated) else "Interrupted"
+        err_console.print(f"[yellow]{how}[/] after {counts['done']} of {counts['total']} samples; they are "
                           f"saved in {out}. Run the same command again to resume where it stopped.", highlight=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_code(exc)) from None
     finally:
         progress.stop()
     if summary.n_resumed:
@@ -369,11 +380,17 @@ def leaderboard_cmd(
 
     Example: dfbench leaderboard runs/effb2 runs/sbi -o leaderboard.csv --wide matrix.csv --ci 1000
     """
+    from dfbench.outputs import prepare_file
     from dfbench.reports import leaderboard, leaderboard_wide
     from dfbench.reports import predictions as video_predictions
     from dfbench.results import load_results
 
+    prepare_file(out, "--out")
+    for flag, path in (("--wide", wide), ("--predictions", predictions)):
+        if path is not None:
+            prepare_file(path, flag)
     results = load_results(run_dirs)
+    _warn_incomplete(results)
     long = leaderboard(results, threshold=threshold, calibration=calibration, ci=ci)
     long.to_csv(out, index=False, float_format="%.6f")
     console.print(f"Wrote {out} ({len(long)} rows, {results.runs.shape[0]} runs).", highlight=False)
@@ -383,6 +400,11 @@ def leaderboard_cmd(
     if predictions is not None:
         video_predictions(results).to_csv(predictions, index=False, float_format="%.6f")
         console.print(f"Wrote {predictions}.", highlight=False)
+
+
+def _warn_incomplete(results) -> None:
+    for line in results.incomplete():
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False)
 
 
 @app.command("report")
@@ -396,10 +418,14 @@ def report_cmd(
 
     Example: dfbench report runs/effb2 runs/sbi -o report.html
     """
+    from dfbench.outputs import prepare_file
     from dfbench.report_html import write_report
     from dfbench.results import load_results
 
-    path = write_report(load_results(run_dirs), list(run_dirs), out)
+    prepare_file(out, "--out")
+    results = load_results(run_dirs)
+    _warn_incomplete(results)
+    path = write_report(results, list(run_dirs), out)
     console.print(f"Wrote {path}.", highlight=False)
 
 
@@ -431,6 +457,14 @@ def data_check(
     for row in report.counts.itertuples(index=False):
         table.add_row(*[str(v) if v != "" else "-" for v in row])
     console.print(table)
+    skipped = report.dataset.skipped
+    if skipped:
+        err_console.print(f"[cyan]note:[/] {len(skipped)} files in the dataset folder are not samples and are "
+                          "skipped:", highlight=False)
+        for line in skipped[:20]:
+            err_console.print(f"  skipped: {line}", highlight=False)
+        if len(skipped) > 20:
+            err_console.print(f"  ... and {len(skipped) - 20} more.", highlight=False)
     for line in report.problems[:20] + report.unreadable[:20]:
         err_console.print(f"[red]problem:[/] {line}", highlight=False)
     hidden = len(report.problems) + len(report.unreadable) - min(20, len(report.problems)) - min(20,
@@ -454,7 +488,9 @@ def data_demo(
     Example: dfbench data demo --out demo_videos/
     """
     from dfbench.data.demo import export_demo
+    from dfbench.outputs import prepare_folder
 
+    prepare_folder(out, "--out")
     with console.status("building the demo set (cached after the first time)"):
         folder = export_demo(out, n_clips=clips)
     console.print(f"Wrote {2 * clips} videos to {folder}/real and {folder}/fake; {folder}/manifest.csv keeps "
@@ -476,11 +512,15 @@ def list_things(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; SIGTERM stops any command as Ctrl-C does (`dfbench.signals`)."""
+    from dfbench import signals
+
+    signals.install()
     try:
         app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        err_console.print("[yellow]Stopped.[/]", highlight=False)
+        sys.exit(signals.exit_code(exc))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,17 @@ from typing import Any, Literal
 from dfbench.errors import ConfigError, UnknownNameError
 from dfbench.perturbations import OPERATIONS, derive_seed, format_level
 from dfbench.perturbations.base import Level, Operation, Step
-from dfbench.yamlio import check_keys, load_yaml
+from dfbench.yamlio import check_keys, load_yaml, typed_field
 
 FaceMode = Literal["redetect", "clean"]
+MEDIA = ("video", "image")
+# Ours: what one run can hold. A sample's crops (cells x frames x faces) stay in memory until they are scored, so
+# the product is bounded too: 8192 pairs are about 1.2 GB of 224 px crops. The largest shipped suite, `all`, has
+# 96 cells, 3072 pairs at its 32 frames.
+MAX_CELLS = 256
+MAX_CHAIN_STEPS = 8
+MAX_FRAMES = 1024
+MAX_CELL_FRAMES = 8192
 CopyEncoding = Literal["lossless"]
 
 
@@ -122,8 +130,9 @@ class FrameProtocol:
     per_video: int = 32
 
     def __post_init__(self) -> None:
-        if not isinstance(self.per_video, int) or self.per_video < 1:
-            raise ConfigError(f"frames.per_video must be a positive integer, got {self.per_video!r}.")
+        if isinstance(self.per_video, bool) or not isinstance(self.per_video, int) or not (
+                1 <= self.per_video <= MAX_FRAMES):
+            raise ConfigError(f"frames.per_video must be a whole number in [1, {MAX_FRAMES}], got {self.per_video!r}.")
 
 
 @dataclass(frozen=True)
@@ -169,6 +178,11 @@ class SuiteConfig:
             raise ConfigError(f"faces {self.faces!r} is not supported; allowed: 'redetect', 'clean'.")
         if self.aggregation != "mean":
             raise ConfigError(f"aggregation {self.aggregation!r} is not supported; allowed: 'mean'.")
+        pairs = len(self.cells) * self.frames.per_video
+        if len(self.cells) > MAX_CELLS or pairs > MAX_CELL_FRAMES:
+            raise ConfigError(f"Suite {self.name!r}: {len(self.cells)} cells x {self.frames.per_video} frames is "
+                              f"{pairs} (cell, frame) pairs; at most {MAX_CELLS} cells and {MAX_CELL_FRAMES} pairs "
+                              "fit one run (fewer --frames, or split the suite).")
         if self.copy_encoding != "lossless":
             raise ConfigError(f"copy_encoding {self.copy_encoding!r} is not supported; allowed: 'lossless'.")
 
@@ -242,9 +256,11 @@ def _parse_cells(raw: Any, where: str) -> list[Cell]:
             continue
         if isinstance(item, dict) and "chain" in item:
             check_keys(item, {"chain"}, f"a chain cell of {where}")
-            parts = [_chain_part(step, where) for step in item["chain"]]
-            if len(parts) < 2:
-                raise ConfigError(f"A chain of {where} needs at least two steps.")
+            steps = item["chain"]
+            if not isinstance(steps, list) or not 2 <= len(steps) <= MAX_CHAIN_STEPS:
+                raise ConfigError(f"A chain of {where} must be a list of 2 to {MAX_CHAIN_STEPS} steps, got "
+                                  f"{steps if not isinstance(steps, list) else f'{len(steps)} steps'!r}.")
+            parts = [_chain_part(step, where) for step in steps]
             cells.append(Cell(parts[0][0], parts[0][1], tuple(parts[1:])))
             continue
         check_keys(item, {"op", "level", "levels"}, f"a cell of {where}")
@@ -254,25 +270,41 @@ def _parse_cells(raw: Any, where: str) -> list[Cell]:
         if "level" in item and "levels" in item:
             raise ConfigError(f"Cell {item['op']!r} in {where} sets both 'level' and 'levels'.")
         levels = [item["level"]] if "level" in item else item.get("levels", list(op.levels))
+        if not isinstance(levels, list):
+            raise ConfigError(f"'levels' of cell {op.name!r} in {where} must be a list, got {levels!r}.")
         cells.extend(Cell(op.name, level) for level in levels)
+        if len(cells) > MAX_CELLS:
+            raise ConfigError(f"{where} expands to more than {MAX_CELLS} cells; a suite holds at most {MAX_CELLS}.")
     return cells
 
 
 def parse_suite(data: Any, where: str) -> SuiteConfig:
-    """Build a SuiteConfig from parsed YAML, rejecting unknown keys."""
+    """Build a SuiteConfig from parsed YAML: unknown keys, wrong types and out-of-range values are one line
+    naming the field."""
     check_keys(data, _SUITE_KEYS, where)
     for key in ("name", "version", "cells"):
         if key not in data:
             raise ConfigError(f"Suite {where} has no {key!r}.")
     frames = data.get("frames", {})
     check_keys(frames, {"per_video"}, f"'frames' of {where}")
+    media = typed_field(data, "media", list, where, ["video"])
+    if not media or any(m not in MEDIA for m in media):
+        raise ConfigError(f"'media' of {where} must list {' and/or '.join(MEDIA)}, got {media!r}.")
+    cells = typed_field(data, "cells", list, where)
+    if len(cells) > MAX_CELLS:
+        raise ConfigError(f"'cells' of {where} lists {len(cells)} entries; a suite holds at most {MAX_CELLS} cells.")
     try:
+        def field_of(key: str, kind: type, default: Any = None, low: int | None = None,
+                     high: int | None = None) -> Any:
+            return typed_field(data, key, kind, where, default, low, high)
+
         return SuiteConfig(
-            name=str(data["name"]), version=int(data["version"]), cells=tuple(_parse_cells(data["cells"], where)),
-            description=str(data.get("description", "")), source=str(data.get("source", "")),
-            media=tuple(data.get("media", ["video"])), frames=FrameProtocol(**frames),
-            faces=data.get("faces", "redetect"), aggregation=data.get("aggregation", "mean"),
-            copy_encoding=data.get("copy_encoding", "lossless"), seed=int(data.get("seed", 0)),
+            name=field_of("name", str), version=field_of("version", int, low=0, high=2**31 - 1),
+            cells=tuple(_parse_cells(cells, where)),
+            description=field_of("description", str, ""), source=field_of("source", str, ""), media=tuple(media),
+            frames=FrameProtocol(typed_field(frames, "per_video", int, f"'frames' of {where}", 32, 1, MAX_FRAMES)),
+            faces=field_of("faces", str, "redetect"), aggregation=field_of("aggregation", str, "mean"),
+            copy_encoding=field_of("copy_encoding", str, "lossless"), seed=field_of("seed", int, 0, 0, 2**63 - 1),
         )
     except UnknownNameError as exc:
         raise ConfigError(f"In suite {where}: {exc}") from None

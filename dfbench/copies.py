@@ -7,6 +7,7 @@ with the ``clean`` suite gives the same frames, and so the same scores, as the i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from dfbench.config import load_suite
-from dfbench.data import load_dataset
+from dfbench.data import Dataset, load_dataset
+from dfbench.data.manifest import OPTIONAL, REQUIRED
 from dfbench.errors import ConfigError, MediaError
+from dfbench.outputs import prepare_folder
+from dfbench.paths import inside, overlap, safe_part
 from dfbench.video.engine import CellPlan, copy_path, write_copies
 from dfbench.video.probe import media_of, probe_video
+
+MANIFEST_COLUMNS = [*REQUIRED, *OPTIONAL]
 
 
 @dataclass
@@ -44,13 +50,16 @@ def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: s
                               "and others); score them in process with dfbench run.")
         suite.check_media(media, Path(paths[0]).name, len(paths))
     out = Path(out)
+    check_apart(out, dataset)
+    prepare_folder(out, "--out")
+    folders = {c.id: safe_part(c.id) for c in suite.cells}
     rows: dict[str, list[dict]] = {c.id: [] for c in suite.cells}
     report = CopyReport(len(dataset), len(suite.cells), 0, str(out / "<cell>" / "manifest.csv"))
     for done, sample in enumerate(dataset.table.itertuples(), start=1):
         rel = dataset.relative_path(sample.sample_id, sample.path)
         media = media_of(sample.path)
         plans = [CellPlan(c.id, c.steps(suite.seed, sample.sample_id)) for c in suite.cells]
-        destinations = {p.cell_id: out / p.cell_id / copy_path(rel, p, media) for p in plans}
+        destinations = {p.cell_id: inside(out, Path(folders[p.cell_id]) / copy_path(rel, p, media)) for p in plans}
         try:
             fps = probe_video(Path(sample.path)).fps
         except MediaError as exc:
@@ -62,13 +71,28 @@ def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: s
                 report.errors[(sample.sample_id, cell.id)] = errors[cell.id]
                 continue
             report.n_files += 1
-            dest = destinations[cell.id].relative_to(out / cell.id)
+            dest = destinations[cell.id].relative_to((out / folders[cell.id]).resolve())
             rows[cell.id].append({"sample_id": sample.sample_id, "path": dest.as_posix(), "label": sample.label,
-                                  "split": sample.split, "method": sample.method, "group": sample.group})
+                                  "split": sample.split, "method": sample.method, "group": sample.group,
+                                  "cell": cell.id})
         if on_progress:
             on_progress(done, len(dataset))
     for cell_id, cell_rows in rows.items():
-        (out / cell_id).mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(cell_rows, columns=["sample_id", "path", "label", "split", "method", "group"]).to_csv(
-            out / cell_id / "manifest.csv", index=False)
+        (out / folders[cell_id]).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(cell_rows, columns=[*MANIFEST_COLUMNS, "cell"]).to_csv(
+            out / folders[cell_id] / "manifest.csv", index=False)
+    pd.DataFrame({"folder": list(folders.values()), "cell": list(folders)}).to_csv(out / "cells.csv", index=False)
     return report
+
+
+def check_apart(out: Path, dataset: Dataset) -> None:
+    """Refuse an output folder inside the dataset's folder, or a dataset inside the output folder: the copies
+    would join the dataset (the next run would count them as samples, under labels their paths suggest)."""
+    roots = [dataset.root] if dataset.root is not None and dataset.scans_root else []
+    roots += [Path(p).parent for p in dataset.table["path"]]
+    for folder in dict.fromkeys(roots):
+        if overlap(out, folder):
+            where = "inside the dataset" if Path(os.path.realpath(out)).is_relative_to(
+                os.path.realpath(folder)) else "around files of the dataset"
+            raise ConfigError(f"--out {str(out)!r} lies {where} ({str(folder)!r}); the copies would become part "
+                              "of it. Choose an output folder outside the dataset.")

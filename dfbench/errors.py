@@ -40,8 +40,16 @@ class MediaError(DfbenchError, RuntimeError):
     """A media file cannot be decoded or ffmpeg failed on it."""
 
 
+class TooLargeError(MediaError):
+    """An image declares more pixels than can be decoded safely (Pillow's decompression-bomb limit)."""
+
+
 class StoreError(DfbenchError, RuntimeError):
     """The score store cannot be opened or belongs to another run."""
+
+
+class OutputPathError(DfbenchError, OSError):
+    """An output folder or file the user named cannot be written (checked before any work)."""
 
 
 class DiskSpaceError(DfbenchError, OSError):

@@ -157,6 +157,9 @@ def prepare(config: RunConfig) -> Prepared:
     notes: list[str] = []
     suite = load_suite(config.suite).with_frames(config.frames).with_faces(config.faces)
     dataset = load_dataset(config.dataset)
+    if dataset.skipped:
+        notes.append(f"{len(dataset.skipped)} files in {dataset.name} are not samples and are skipped (e.g. "
+                     f"{dataset.skipped[0]}); 'dfbench data check' lists them.")
     split = config.split
     if split is None and dataset.has_splits:
         split = "test"
@@ -281,6 +284,10 @@ def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]],
             previous = scoring
         if previous is not None:
             yield finish_sample(prep, previous, clock)
+    except BaseException:
+        if pool is not None:    # stopped (Ctrl-C, SIGTERM, an error): end the workers' current samples too
+            _stop_workers(pool)
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -292,9 +299,19 @@ def _done(result: tuple[Gathered, StageClock]) -> Future:
     return future
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Send SIGTERM to every worker: each stops its sample as on Ctrl-C, killing its ffmpeg children."""
+    for process in list(getattr(pool, "_processes", {}).values()):   # the executor offers no public handle
+        if process.is_alive():
+            process.terminate()
+
+
 def _init_worker(threads: int) -> None:
     import cv2
 
+    from dfbench import signals
+
+    signals.install()
     cv2.setNumThreads(threads)
 
 

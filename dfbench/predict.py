@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from dfbench.detectors import DetectorAdapter
-from dfbench.errors import ConfigError, MediaError
+from dfbench.errors import ConfigError, MediaError, TooLargeError
 from dfbench.faces import CropSpec, FaceFinder, crop_face, make_finder, select_faces
 from dfbench.faces.crop import resize_square
 from dfbench.perturbations import OPERATIONS
+from dfbench.video.image import read_image
 from dfbench.video.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES, probe_video, sample_indices
 
 
@@ -30,17 +31,6 @@ class Prediction:
     score: float | None
     n_frames: int
     n_faces: int
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB (H x W x 3), decoded by Pillow; MediaError when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MediaError(f"{path.name}: cannot read as an image ({exc})") from None
 
 
 def _crops(frame: np.ndarray, finder: FaceFinder | None, spec: CropSpec) -> list[np.ndarray]:
@@ -76,6 +66,8 @@ def _predict_one(adapter: DetectorAdapter, path: Path, finder: FaceFinder | None
         return Prediction(str(path), kind, "unsupported_type", None, 0, 0)
     try:
         images = [read_image(path)] if kind == "image" else _video_frames(path, frames)
+    except TooLargeError:
+        return Prediction(str(path), kind, "too_large", None, 0, 0)
     except MediaError:
         return Prediction(str(path), kind, "decode_error", None, 0, 0)
     frame_scores, n_faces = [], 0

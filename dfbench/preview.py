@@ -11,6 +11,7 @@ import numpy as np
 from dfbench.config import load_suite
 from dfbench.data import load_dataset
 from dfbench.errors import ConfigError, MediaError
+from dfbench.outputs import prepare_file
 from dfbench.video.engine import CellFailure, CellPlan, SampledFrame, sample_frames
 from dfbench.video.probe import media_of, probe_video
 
@@ -31,6 +32,7 @@ class Preview:
 def preview(suite_name: str, dataset_spec: str, out: Path, sample_id: str | None = None,
             columns: int = 5) -> Preview:
     """Write a PNG grid with the middle frame of `sample_id` (default: the first sample) under every cell."""
+    prepare_file(out, "--out")
     suite = load_suite(suite_name)
     dataset = load_dataset(dataset_spec)
     table = dataset.table

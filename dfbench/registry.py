@@ -62,6 +62,8 @@ class Registry(Generic[T]):
 
     def get(self, key: str) -> T:
         """Return the entry for `key`, loading it lazily; unknown keys raise `UnknownNameError`."""
+        if not isinstance(key, str):   # a YAML list or number where a name belongs
+            raise UnknownNameError(f"The {self.kind} name must be text, got {key!r}. See '{self.list_command}'.")
         if key not in self._entries and self._loader is not None:
             self._loader(key)
         if key not in self._entries:

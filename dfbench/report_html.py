@@ -170,7 +170,9 @@ Section = tuple[str, str, bytes | None, pd.DataFrame | None, tuple[str, ...]]
 
 def build_sections(results: Results, run_dirs: list[Path]) -> list[Section]:
     """(title, text, png or None, table or None, left-aligned columns) for each report section."""
-    sections: list[Section] = [
+    unfinished = results.incomplete()
+    sections: list[Section] = [("Incomplete runs", " ".join(unfinished), None, None, ())] if unfinished else []
+    sections += [
         ("AUC per operation", "Video-level AUC (%) of every run on every cell, grouped by category, then the mean "
          "of each category and of all perturbed cells.", heatmap_png(results), _by_cell(results, "auc"),
          ("category", "cell")),

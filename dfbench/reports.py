@@ -13,8 +13,9 @@ import pandas as pd
 
 from dfbench.results import CLEAN, Results, spread
 
-RESULT_COLUMNS = ["detector", "weights", "dataset", "op", "level", "category", "metric", "aggregation", "value",
-                  "n_videos", "n_frames", "n_no_face", "n_errors", "weights_sha256"]
+# results.csv, in the order README.md ("Outputs") documents.
+RESULT_COLUMNS = ["detector", "weights", "weights_sha256", "dataset", "cell", "op", "level", "category", "metric",
+                  "aggregation", "value", "change", "n_videos", "n_frames", "n_no_face", "n_errors"]
 RESULT_METRICS = ("auc", "acc", "acc_cal", "eer", "ap", "f1", "precision", "recall", "specificity", "fpr",
                   "tpr_at_1fpr", "acc3", "f1_macro3")
 

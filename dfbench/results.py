@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 
 from dfbench import metrics as M
 from dfbench.errors import ConfigError, StoreError
-from dfbench.store import STORE_NAME, ScoreStore
+from dfbench.store import DAMAGED_HINT, STORE_NAME, ScoreStore
 
 CLEAN = "clean"
 THREE_CLASSES = ("DM", "GAN", "REAL")
@@ -64,6 +65,18 @@ class Results:
 
     def __init__(self, frames: pd.DataFrame, tasks: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> None:
         self.frames, self.tasks, self.runs, self.cells = frames, tasks, runs, cells
+
+    def incomplete(self) -> list[str]:
+        """One line per unfinished run (a (sample, cell) task without its row): its metrics rest on part of it."""
+        done = self.tasks.groupby("run_id").size()
+        lines = []
+        for run in self.runs.itertuples():
+            finished = int(done.get(run.run_id, 0))
+            if finished < run.n_tasks:
+                lines.append(f"incomplete run: {finished} of {run.n_tasks} tasks ({run.detector} on {run.dataset}, "
+                             f"run {run.run_id}); its metrics rest on the finished part. Run the same command "
+                             "again to finish it.")
+        return lines
 
     # -- videos ---------------------------------------------------------------------------------------------
     def videos(self, aggregation: str | None = None) -> pd.DataFrame:
@@ -270,6 +283,9 @@ def load_results(run_dirs: str | Path | Sequence[str | Path]) -> Results:
                 tasks.append(t)
                 runs.append(r)
                 cells.append(c)
+        except (sqlite3.DatabaseError, KeyError, ValueError) as exc:   # damage quick_check missed, foreign JSON
+            raise StoreError(f"Cannot read the score store of {str(folder)!r} ({exc.__class__.__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}). {DAMAGED_HINT}") from None
         finally:
             store.close()
     return Results(pd.concat(frames, ignore_index=True), pd.concat(tasks, ignore_index=True), pd.DataFrame(runs),
@@ -285,7 +301,8 @@ def _read_run(store: ScoreStore, run_id: str) -> tuple[pd.DataFrame, pd.DataFram
     frames = frames.merge(samples[["sample_id", "label", "method", "group"]], on="sample_id", how="left")
     run = {"run_id": run_id, "detector": prov["detector"], "weights": prov["weights"],
            "weights_sha256": prov["weights_sha256"], "dataset": prov["identity"]["dataset"],
-           "suite": prov["suite"]["name"], "aggregation": prov["suite"]["aggregation"], "provenance": prov}
+           "suite": prov["suite"]["name"], "aggregation": prov["suite"]["aggregation"], "provenance": prov,
+           "n_tasks": len(samples) * len(cells)}
     frames = frames.assign(**{k: run[k] for k in ("detector", "weights", "dataset", "suite")})
     cells = cells.sort_values("position").assign(**{k: run[k] for k in ("detector", "weights", "dataset")})
     return frames, store.table("tasks", run_id), run, cells

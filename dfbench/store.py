@@ -114,6 +114,17 @@ def _set_up(db: sqlite3.Connection) -> None:
     db.commit()
 
 
+DAMAGED_HINT = ("If the file is damaged, move it away (keep it for the record) and run the same command again: "
+                "the run starts over in that folder.")
+
+
+def _check_intact(db: sqlite3.Connection, path: Path) -> None:
+    """StoreError unless SQLite's `quick_check` finds the file intact (pages, records, indexes; O(size))."""
+    rows = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+    if rows != ["ok"]:
+        raise StoreError(f"The score store {str(path)!r} is damaged (SQLite quick_check: {rows[0]}). {DAMAGED_HINT}")
+
+
 class ScoreStore:
     """The SQLite score store of one output folder."""
 
@@ -129,10 +140,15 @@ class ScoreStore:
             db = None
             try:
                 db = sqlite3.connect(uri, uri=True, timeout=self.OPEN_TIMEOUT)
+                _check_intact(db, self.path)
                 if not readonly:
                     _set_up(db)
                 self.db = db
                 return
+            except StoreError:
+                if db is not None:
+                    db.close()
+                raise
             except sqlite3.DatabaseError as exc:
                 # Two processes setting up one store at once: SQLite answers "database is locked" at once, without
                 # waiting, where waiting could deadlock (the journal-mode switch, a read lock upgraded for the
@@ -140,7 +156,7 @@ class ScoreStore:
                 if db is not None:
                     db.close()
                 if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise StoreError(f"Cannot open the score store {str(self.path)!r}: {exc}") from None
+                    raise StoreError(f"Cannot open the score store {str(self.path)!r}: {exc}. {DAMAGED_HINT}") from None
                 time.sleep(pause)
                 pause = min(0.5, pause * 2)
 

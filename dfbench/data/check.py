@@ -10,7 +10,8 @@ import pandas as pd
 
 from dfbench.data.manifest import Dataset
 from dfbench.data.sources import load_dataset
-from dfbench.errors import MediaError
+from dfbench.errors import MediaError, TooLargeError
+from dfbench.video.image import read_image
 from dfbench.video.probe import media_of, probe_video
 
 
@@ -32,15 +33,11 @@ def readable(path: str) -> str | None:
     """None when the file decodes (a video's container and frames, an image, a frame folder), else why not."""
     try:
         if media_of(path) == "image":
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(path) as image:
-                    image.load()
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise MediaError(f"{Path(path).name}: cannot read as an image ({exc})") from None
+            read_image(Path(path))
         else:
             probe_video(Path(path))
+    except TooLargeError as exc:
+        return f"too_large: {exc}"
     except MediaError as exc:
         return str(exc)
     return None
@@ -56,10 +53,12 @@ def check_dataset(spec: str, probe: bool = True, on_progress: Callable[[int, int
     counts = table.groupby(["split", "method", "label", "media"], dropna=False).size().rename("samples").reset_index()
     report = CheckReport(dataset, counts, problems)
     if probe:
+        reasons: dict[str, str | None] = {}    # a file named by several rows is read once
         for i, path in enumerate(dataset.table["path"], start=1):
-            reason = readable(path)
-            if reason:
-                report.unreadable.append(reason)
+            if path not in reasons:
+                reasons[path] = readable(path)
+                if reasons[path]:
+                    report.unreadable.append(str(reasons[path]))
             if on_progress:
                 on_progress(i, len(dataset))
     return report

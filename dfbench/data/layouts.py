@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -40,7 +41,7 @@ def parse_spec(spec: str) -> tuple[str, Path, dict[str, str]] | None:
         return None
     path, _, query = rest.partition("?")
     options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    return kind, Path(path).expanduser(), options
+    return kind, Path(path).expanduser().absolute(), options
 
 
 def load_layout(spec: str, problems: list[str] | None = None) -> Dataset:
@@ -60,7 +61,8 @@ def load_layout(spec: str, problems: list[str] | None = None) -> Dataset:
     if not rows:
         raise DatasetError(f"No samples found under {str(root)!r} for layout {kind!r} (options {options or 'none'}).")
     base = root if root.is_dir() else root.parent
-    return validate(pd.DataFrame(rows, columns=COLUMNS), spec, root=base, problems=problems)
+    dataset = validate(pd.DataFrame(rows, columns=COLUMNS), spec, root=base, problems=problems)
+    return dataclasses.replace(dataset, scans_root=True)
 
 
 def _files(folder: Path, suffixes: frozenset[str]) -> list[Path]:

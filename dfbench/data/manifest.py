@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from dfbench.errors import DatasetError
+from dfbench.paths import safe_relative, sample_id_problem
 
 REQUIRED = ("sample_id", "path", "label")
 OPTIONAL = ("split", "method", "group")
@@ -25,11 +27,17 @@ class Dataset:
         name: how the user named it (folder, manifest path, or ``demo``).
         table: one row per sample with columns `REQUIRED` + `OPTIONAL`; ``path`` is absolute.
         root: the folder that relative paths are taken from (written copies mirror paths below it).
+        skipped: files of a dataset folder that are not samples, each as ``<path>: <why>`` (unsupported
+            type, broken link); `dfbench data check` lists them and `dfbench run` notes their count.
+        scans_root: every media file below `root` would be a sample (a real/fake folder, a layout), so an
+            output folder there would join the dataset.
     """
 
     name: str
     table: pd.DataFrame
     root: Path | None = None
+    skipped: tuple[str, ...] = ()
+    scans_root: bool = False
 
     def __len__(self) -> int:
         return len(self.table)
@@ -54,16 +62,19 @@ class Dataset:
                 ["_rank", "label"], kind="stable").head(limit).drop(columns="_rank")
             table = table.sort_index()
         name = self.name if split is None else f"{self.name}:{split}"
-        return Dataset(name, table.reset_index(drop=True), self.root)
+        return dataclasses.replace(self, name=name, table=table.reset_index(drop=True))
 
     def relative_path(self, sample_id: str, path: str) -> Path:
-        """Where a sample lives below the dataset root; the sample id plus suffix when it is elsewhere."""
+        """Where a sample lives below the dataset root; the sample id plus suffix when it is elsewhere.
+
+        Either way a relative path without '..' whose every part fits a file name (`paths.safe_relative`).
+        """
         if self.root is not None:
             try:
-                return Path(path).relative_to(Path(self.root).resolve())
+                return safe_relative(Path(path).relative_to(Path(self.root).resolve()))
             except ValueError:
                 pass
-        return Path(sample_id + Path(path).suffix)
+        return safe_relative(sample_id + Path(path).suffix)
 
     def media_groups(self) -> dict[str, list[str]]:
         """Sample paths per medium (``video``, ``image``), decided by file suffix."""
@@ -115,6 +126,12 @@ def validate(table: pd.DataFrame, name: str, root: Path | None = None, problems:
     for col in OPTIONAL:
         table[col] = table[col].fillna("").astype(str) if col in table.columns else ""
     table["sample_id"] = table["sample_id"].astype(str)
+    bad_ids = [(sid, why) for sid in table["sample_id"] if (why := sample_id_problem(sid))]
+    for sample_id, why in bad_ids:
+        _problem(f"Sample id {sample_id!r} in {name!r} {why}; sample ids name the files dfbench writes below "
+                 "--out, so they must be relative paths without empty, '.' or '..' parts.", problems)
+    if bad_ids:
+        table = table[~table["sample_id"].isin({sid for sid, _ in bad_ids})]
     for sample_id in table["sample_id"][table["sample_id"].duplicated()].unique():
         rows = [i + 2 for i in table.index[table["sample_id"] == sample_id][:2]]
         _problem(f"Duplicate sample_id {sample_id!r} in {name!r} (rows {rows[0]} and {rows[1]}).", problems)
@@ -158,5 +175,6 @@ def _resolve(value: object, sample_id: str, name: str, root: Path | None) -> str
     if not path.is_absolute() and root is not None:
         path = root / path
     if not path.is_file() and not path.is_dir():
-        raise DatasetError(f"File {str(path)!r} of sample {sample_id!r} does not exist.")
+        kind = "is not a regular file (a device, pipe or socket)" if path.exists() else "does not exist"
+        raise DatasetError(f"File {str(path)!r} of sample {sample_id!r} {kind}.")
     return str(path.resolve())

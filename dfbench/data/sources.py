@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -24,44 +25,55 @@ def load_dataset(spec: str, problems: list[str] | None = None) -> Dataset:
 
     if parse_spec(spec) is not None:
         return load_layout(spec, problems)
-    path = Path(spec).expanduser()
+    path = Path(spec).expanduser().absolute()   # rows hold absolute paths, whatever the working folder
     if not path.exists():
         raise MissingFileError(f"Dataset {spec!r} does not exist: give a folder with real/ and fake/, a .csv or "
                                ".parquet manifest, or 'demo'.")
     if path.is_dir():
-        return load_folder(path, problems)
+        return load_folder(path, problems, name=spec)
     if path.suffix.lower() in (".csv", ".parquet", ".pq"):
-        return load_manifest(path, problems)
+        return load_manifest(path, problems, name=spec)
     raise DatasetError(f"Dataset {spec!r} is a file but not a .csv or .parquet manifest.")
 
 
-def load_manifest(path: Path, problems: list[str] | None = None) -> Dataset:
-    """Read a CSV or Parquet manifest; relative paths are taken from the manifest's folder."""
+def load_manifest(path: Path, problems: list[str] | None = None, name: str | None = None) -> Dataset:
+    """Read a CSV or Parquet manifest; relative paths are taken from the manifest's folder.
+
+    `name` is how the user wrote it (the run's identity holds it); default: `path`.
+    """
+    path = Path(path).absolute()
     try:
         table = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(
             path, dtype=str, keep_default_na=False)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DatasetError(f"Cannot read manifest {str(path)!r}: {exc}".splitlines()[0]) from None
-    return validate(table, str(path), root=path.parent, problems=problems)
+    return validate(table, name or str(path), root=path.parent, problems=problems)
 
 
-def load_folder(root: Path, problems: list[str] | None = None) -> Dataset:
+def load_folder(root: Path, problems: list[str] | None = None, name: str | None = None) -> Dataset:
     """A folder whose ``real/`` and ``fake/`` subfolders (searched recursively) hold the media.
 
     The sample id is the path below `root` without its suffix (``fake/clip_003``); files with other
-    suffixes and hidden files are ignored.
+    suffixes and hidden files are ignored. `name` is how the user wrote it; default: `root`.
     """
-    subdirs = {name: root / name for name in ("real", "fake")}
-    absent = [name for name, sub in subdirs.items() if not sub.is_dir()]
+    name = name or str(root)
+    root = Path(root).absolute()
+    absent = [sub for sub in ("real", "fake") if not (root / sub).is_dir()]
     if absent:
-        raise DatasetError(f"Folder {str(root)!r} has no {absent[0]}/ subfolder; a dataset folder needs real/ "
+        raise DatasetError(f"Folder {name!r} has no {absent[0]}/ subfolder; a dataset folder needs real/ "
                            "and fake/ (or pass a .csv manifest).")
-    rows = []
-    for label, name in ((0, "real"), (1, "fake")):
-        for file in sorted(subdirs[name].rglob("*")):
+    rows, skipped = [], []
+    for label, sub in ((0, "real"), (1, "fake")):
+        for file in sorted((root / sub).rglob("*")):
             rel = file.relative_to(root)
-            if file.is_file() and file.suffix.lower() in MEDIA_SUFFIXES and not any(
-                    part.startswith(".") for part in rel.parts):
+            if any(part.startswith(".") for part in rel.parts) or file.is_dir():
+                continue
+            if not file.is_file():
+                skipped.append(f"{rel.as_posix()}: {'broken link' if file.is_symlink() else 'not a regular file'}")
+            elif file.suffix.lower() not in MEDIA_SUFFIXES:
+                skipped.append(f"{rel.as_posix()}: unsupported type {file.suffix.lower() or '(no suffix)'}")
+            else:
                 rows.append({"sample_id": rel.with_suffix("").as_posix(), "path": str(file), "label": label})
-    return validate(pd.DataFrame(rows, columns=["sample_id", "path", "label"]), str(root), root=root,
-                    problems=problems)
+    dataset = validate(pd.DataFrame(rows, columns=["sample_id", "path", "label"]), name, root=root,
+                       problems=problems)
+    return dataclasses.replace(dataset, skipped=tuple(skipped), scans_root=True)

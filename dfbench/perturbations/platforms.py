@@ -13,8 +13,10 @@ than measured. A user adds a platform by adding a file to a folder named in ``$D
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,13 +26,22 @@ import numpy as np
 
 from dfbench.errors import ConfigError
 from dfbench.perturbations.base import OPERATIONS, EncodeStep, FilterStep, FrameStep, Level, Step, operation
-from dfbench.yamlio import check_keys, load_yaml
+from dfbench.yamlio import check_keys, load_yaml, typed_field
 
 COMMON_KEYS = {"name", "kind", "date", "provisional", "sources"}
 IMAGE_KEYS = COMMON_KEYS | {"max_long_side", "resample", "jpeg_quality", "subsampling", "progressive"}
 VIDEO_KEYS = COMMON_KEYS | {"max_short_side", "profile", "crf"}
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 RESAMPLE = ("lanczos", "bicubic", "bilinear", "area")
+_COMMON_TYPES = {"name": (str, None, None), "date": (str, None, None), "sources": (list, None, None)}
+# Ranges: JPEG qualities 1-100 (Pillow), libx264 CRF 0-51 for 8-bit; sizes up to 65535 px (JPEG's own limit).
+FIELD_TYPES: dict[str, dict[str, tuple[type, int | None, int | None]]] = {
+    "image": {**_COMMON_TYPES, "max_long_side": (int, 1, 65535), "jpeg_quality": (int, 1, 100),
+              "progressive": (bool, None, None), "resample": (str, None, None), "subsampling": (str, None, None)},
+    "video": {**_COMMON_TYPES, "max_short_side": (int, 2, 65535), "crf": (int, 0, 51), "profile": (str, None, None)},
+}
+CHOICES: dict[str, dict[str, tuple[str, ...]]] = {"image": {"subsampling": tuple(SUBSAMPLING), "resample": RESAMPLE},
+           "video": {"profile": ("baseline", "main", "high")}}
 
 
 @dataclass(frozen=True)
@@ -74,12 +85,20 @@ def load_profile(path: Path) -> Profile:
     missing = sorted((IMAGE_KEYS if kind == "image" else VIDEO_KEYS) - {"provisional"} - set(data))
     if missing:
         raise ConfigError(f"Platform profile {str(path)!r} lacks {missing[0]!r}.")
-    if kind == "image" and (data["subsampling"] not in SUBSAMPLING or data["resample"] not in RESAMPLE):
-        raise ConfigError(f"Platform profile {str(path)!r}: subsampling must be one of {', '.join(SUBSAMPLING)} "
-                          f"and resample one of {', '.join(RESAMPLE)}.")
+    where = f"platform profile {str(path)!r}"
+    if isinstance(data.get("date"), datetime.date):   # an unquoted 2026-11-22 is a YAML date
+        data["date"] = data["date"].isoformat()
+    for key, (kind_of, low, high) in FIELD_TYPES[kind].items():
+        typed_field(data, key, kind_of, where, low=low, high=high)
+    for key, allowed in CHOICES[kind].items():
+        if data[key] not in allowed:
+            raise ConfigError(f"{key!r} of {where} must be one of {', '.join(allowed)}, got {data[key]!r}.")
+    if not re.fullmatch(r"[a-z0-9_]+", data["name"]) or any(not isinstance(s, str) for s in data["sources"]):
+        raise ConfigError(f"{where}: 'name' must be lower-case [a-z0-9_]+ (it names the operation) and 'sources' "
+                          f"a list of text, got name {data['name']!r}.")
     settings = {k: v for k, v in data.items() if k not in COMMON_KEYS}
-    return Profile(str(data["name"]), kind, str(data["date"]), bool(data.get("provisional", True)),
-                   tuple(str(s) for s in data["sources"]), settings, str(path))
+    return Profile(data["name"], kind, data["date"], typed_field(data, "provisional", bool, where, True),
+                   tuple(data["sources"]), settings, str(path))
 
 
 def _image_pipeline(settings: dict[str, Any]):

@@ -18,6 +18,7 @@ from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.detectors.base import autocast, resolve_device, resolve_precision
 from dfbench.detectors.deepfeaturex import BASES, densenet_backbone_state, head_of
 from dfbench.errors import CheckpointError, ConfigError
+from dfbench.outputs import prepare_file
 from dfbench.provenance import git_hash
 from dfbench.training.data import Crops, extract_crops, split_for_training, split_groups
 from dfbench.training.loop import FitResult, Progress, Trainer, fit, model_input
@@ -86,6 +87,7 @@ def train_detector(config: TrainConfig, log: Log = lambda _m: None, progress: Pr
     """Train `config.detector` with `config.recipe` and save the kept checkpoint to `config.out`."""
     import torch
 
+    prepare_file(Path(config.out), "--out")
     dataset = load_dataset(config.dataset)
     val_fraction = VAL_FRACTION[config.recipe] if config.val_fraction is None else config.val_fraction
     train_set, val_set = split_for_training(dataset, val_fraction, config.overrides.seed)

@@ -53,6 +53,12 @@ class Storage:
 
 
 EVEN_CROP = "crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0"
+# Ours: graphs longer than this go to ffmpeg in a file. Linux refuses one argument over 128 KiB (MAX_ARG_STRLEN)
+# and a whole command line over about 2 MB; short graphs stay inline, readable in `ps` and older ffmpegs.
+INLINE_GRAPH_MAX = 32_000
+# Ours: cells one ffmpeg process decodes for. Every shipped suite fits (`all` has 96); a larger suite decodes its
+# source once per 128 cells, so that no process holds hundreds of encoders and filter chains at once.
+MAX_BRANCHES = 128
 STORAGE = {
     # Lossless H.264 (qp 0) in yuv420p: decoding gives back the filtered frames exactly.
     "video": Storage((EVEN_CROP, "format=yuv420p"),
@@ -195,7 +201,13 @@ class _Round:
         cmd = base_command()
         for path in self.inputs:
             cmd += input_args(path, workdir)
-        cmd += ["-filter_complex", f"sws_flags={SWS_FLAGS};" + ";".join(self.graph)]
+        graph = f"sws_flags={SWS_FLAGS};" + ";".join(self.graph)
+        if len(graph.encode()) <= INLINE_GRAPH_MAX:
+            cmd += ["-filter_complex", graph]
+        else:   # a file has no length limit; ffmpeg >= 7 reads an option's value from a file with "-/"
+            script = workdir / f"graph-{len(list(workdir.glob('graph-*')))}.txt"
+            script.write_text(graph)
+            cmd += ["-/filter_complex", input_url(script)]
         for label, args, path in self.file_outputs:
             cmd += ["-map", f"[{label}]", *args, "-fps_mode", "passthrough", "-an", "-sn", "-dn", input_url(path)]
         if self.frame_labels:
@@ -320,8 +332,13 @@ def _run_round(rnd: _Round, ctx: _Context) -> Generator[Event, None, set[str]]:
 
     failed: set[str] = set()
     with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen(rnd.command(ctx.workdir), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE if rnd.frame_labels else subprocess.DEVNULL, stderr=errfile)
+        try:
+            proc = subprocess.Popen(rnd.command(ctx.workdir), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE if rnd.frame_labels else subprocess.DEVNULL, stderr=errfile)
+        except OSError as exc:   # e.g. E2BIG: a command line the system refuses is the cells' failure, recorded
+            _kill_writers(rnd)
+            yield CellFailure(rnd.cells, "ffmpeg_error", f"cannot start ffmpeg: {exc.strerror or exc}")
+            return set(rnd.cells)
         read_error = ""
         try:  # noqa: SIM105 - the except below re-raises
             if rnd.frame_labels:
@@ -417,10 +434,19 @@ def _read_nut(stream, rnd: _Round, indices: Sequence[int] | None) -> Iterator[Sa
 
 def _rounds(source: Path, plans: Sequence[CellPlan], ctx: _Context,
             cache_limit: int | None = None) -> Generator[Event, None, dict[str, str]]:
-    """Run every round for `source`; intermediate files are removed once their round is done."""
-    pending = [(Path(source), _Branch.from_steps(p.cell_id, p.steps)) for p in plans]
+    """Run every round for `source`, at most `MAX_BRANCHES` cells per ffmpeg process; intermediate files are
+    removed once their round is done."""
     errors: dict[str, str] = {}
     round_no = 0
+    for start in range(0, len(plans), MAX_BRANCHES):
+        round_no = yield from _chunk_rounds(source, plans[start:start + MAX_BRANCHES], ctx, cache_limit, errors,
+                                            round_no)
+    return errors
+
+
+def _chunk_rounds(source: Path, plans: Sequence[CellPlan], ctx: _Context, cache_limit: int | None,
+                  errors: dict[str, str], round_no: int) -> Generator[Event, None, int]:
+    pending = [(Path(source), _Branch.from_steps(p.cell_id, p.steps)) for p in plans]
     while pending:
         rnd = _plan_round(pending, ctx, round_no)
         failures = yield from _run_round_collect(rnd, ctx, errors)
@@ -430,7 +456,7 @@ def _rounds(source: Path, plans: Sequence[CellPlan], ctx: _Context,
             if path != Path(source) and not path.is_dir():
                 path.unlink(missing_ok=True)
         round_no += 1
-    return errors
+    return round_no
 
 
 def _run_round_collect(rnd: _Round, ctx: _Context, errors: dict[str, str]) -> Generator[Event, None, set[str]]:
