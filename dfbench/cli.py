@@ -88,7 +88,8 @@ def run(
     suite: SuiteOpt = "video-ops",
     dataset: DatasetOpt = "demo",
     weights: WeightsOpt = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; reruns resume).")] = Path(
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Output folder (created; reruns resume, also after Ctrl-C or SIGTERM).")] = Path(
         "runs/latest"),
     split: SplitOpt = None,
     frames: FramesOpt = None,
@@ -275,8 +276,9 @@ def preview(
 def perturb(
     suite: SuiteOpt = "video-ops",
     dataset: DatasetOpt = "demo",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the copies: OUT/<op>-<level>/<path>.")] = Path(
-        "perturbed"),
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Folder for the copies: OUT/<op>-<level>/<path> (OUT/cells.csv maps folders to cells); "
+                            "it must lie outside the dataset.")] = Path("perturbed"),
     split: SplitOpt = None,
     limit: LimitOpt = None,
 ) -> None:

@@ -272,9 +272,9 @@ def _parse_cells(raw: Any, where: str) -> list[Cell]:
         levels = [item["level"]] if "level" in item else item.get("levels", list(op.levels))
         if not isinstance(levels, list):
             raise ConfigError(f"'levels' of cell {op.name!r} in {where} must be a list, got {levels!r}.")
-        cells.extend(Cell(op.name, level) for level in levels)
-        if len(cells) > MAX_CELLS:
+        if len(cells) + len(levels) > MAX_CELLS:
             raise ConfigError(f"{where} expands to more than {MAX_CELLS} cells; a suite holds at most {MAX_CELLS}.")
+        cells.extend(Cell(op.name, level) for level in levels)
     return cells
 
 

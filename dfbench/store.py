@@ -122,7 +122,8 @@ def _check_intact(db: sqlite3.Connection, path: Path) -> None:
     """StoreError unless SQLite's `quick_check` finds the file intact (pages, records, indexes; O(size))."""
     rows = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
     if rows != ["ok"]:
-        raise StoreError(f"The score store {str(path)!r} is damaged (SQLite quick_check: {rows[0]}). {DAMAGED_HINT}")
+        found = " ".join(" ".join(rows).replace("*** in database main ***", "").split())[:160]
+        raise StoreError(f"The score store {str(path)!r} is damaged (SQLite quick_check: {found}). {DAMAGED_HINT}")
 
 
 class ScoreStore:

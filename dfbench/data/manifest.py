@@ -174,7 +174,16 @@ def _resolve(value: object, sample_id: str, name: str, root: Path | None) -> str
     path = Path(text).expanduser()
     if not path.is_absolute() and root is not None:
         path = root / path
-    if not path.is_file() and not path.is_dir():
-        kind = "is not a regular file (a device, pipe or socket)" if path.exists() else "does not exist"
-        raise DatasetError(f"File {str(path)!r} of sample {sample_id!r} {kind}.")
-    return str(path.resolve())
+    try:
+        if not path.is_file() and not path.is_dir():
+            kind = "is not a regular file (a device, pipe or socket)" if path.exists() else "does not exist"
+            raise DatasetError(f"File {_short(str(path))!r} of sample {_short(sample_id)!r} {kind}.")
+        return str(path.resolve())
+    except (OSError, RuntimeError) as exc:   # a name too long, a link loop
+        raise DatasetError(f"File {_short(str(path))!r} of sample {_short(sample_id)!r} cannot be used: "
+                           f"{getattr(exc, 'strerror', None) or exc}.") from None
+
+
+def _short(text: str, keep: int = 120) -> str:
+    """`text` cut to `keep` characters with its length said, so that one line stays one readable line."""
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
