@@ -463,3 +463,22 @@ def test_results_csv_has_the_columns_the_readme_documents(tiny_run: Path):
     documented = [c.strip(" `.\n") for c in block.split(":", 1)[1].split(",")]
     columns = pd.read_csv(tiny_run / "results.csv").columns.tolist()
     assert columns == documented
+
+
+# -- weaker point: a clip cut mid-GOP ------------------------------------------------------------------------------
+
+def test_a_clip_whose_first_frames_cannot_be_decoded_delivers_every_sampled_frame(tmp_path: Path):
+    from dfbench.config import Cell
+    from dfbench.video.engine import CellPlan, SampledFrame, sample_frames
+    from dfbench.video.probe import probe_video, sample_indices
+    from tests.media import ffmpeg
+
+    whole = make_video(tmp_path / "whole.mp4", frames=40, extra=["-g", "10", "-bf", "0"])
+    cut = tmp_path / "cut.mp4"        # the first packet (the keyframe) dropped: 9 frames cannot be decoded
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", str(whole), "-c", "copy", "-bsf:v", "noise=drop=eq(n\\,0)",
+                    str(cut)], check=True)
+    indices = sample_indices(probe_video(cut).frame_count, 8)
+    assert probe_video(cut).frame_count == 30 and probe_video(whole).frame_count == 40
+    plans = [CellPlan(c.id, c.steps(0, "s")) for c in (Cell("none", 0), Cell("hflip", 1))]
+    got = {(e.cell_id, e.index) for e in sample_frames(cut, plans, indices) if isinstance(e, SampledFrame)}
+    assert got == {(p.cell_id, i) for p in plans for i in indices}

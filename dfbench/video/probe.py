@@ -26,7 +26,7 @@ class VideoInfo:
 
     Attributes:
         width, height: coded frame size in pixels (before any rotation metadata is applied).
-        frame_count: number of video packets, i.e. frames, in the first video stream.
+        frame_count: number of video packets, i.e. frames, in the first video stream, from its first keyframe on.
         fps: average frame rate in frames per second (0 when unknown).
         pix_fmt: the decoder's pixel format, e.g. ``yuv420p``.
     """
@@ -57,7 +57,7 @@ def probe_video(path: Path) -> VideoInfo:
             ctx = stream.codec_context
             width, height, pix_fmt = ctx.width, ctx.height, ctx.format.name if ctx.format else "unknown"
             fps = float(stream.average_rate) if stream.average_rate else 0.0
-            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            count = _decodable_count(container.demux(stream))
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
@@ -65,6 +65,20 @@ def probe_video(path: Path) -> VideoInfo:
     if count == 0 or width <= 0 or height <= 0:
         raise MediaError(f"{path.name}: the video stream holds no frames")
     return VideoInfo(width, height, count, fps, pix_fmt)
+
+
+def _decodable_count(packets) -> int:  # type: ignore[no-untyped-def]
+    """Packets from the first keyframe on: a clip cut mid-GOP starts with frames that reference a keyframe it does
+    not hold, and the decoder drops them, so sampling must spread over the frames it will output. A stream that
+    marks no keyframe at all counts every packet."""
+    total = decodable = 0
+    for packet in packets:
+        if packet.size == 0:
+            continue
+        total += 1
+        if decodable or packet.is_keyframe:
+            decodable += 1
+    return decodable or total
 
 
 def _probe_frames(folder: Path) -> VideoInfo:
