@@ -482,3 +482,26 @@ def test_a_clip_whose_first_frames_cannot_be_decoded_delivers_every_sampled_fram
     plans = [CellPlan(c.id, c.steps(0, "s")) for c in (Cell("none", 0), Cell("hflip", 1))]
     got = {(e.cell_id, e.index) for e in sample_frames(cut, plans, indices) if isinstance(e, SampledFrame)}
     assert got == {(p.cell_id, i) for p in plans for i in indices}
+
+
+@pytest.mark.parametrize("sample_id", ESCAPING_IDS[:2])
+def test_report_and_leaderboard_write_only_the_named_files_whatever_the_stored_ids(tiny_run: Path, tmp_path: Path,
+                                                                                    sample_id: str):
+    stored = tmp_path / "stored"      # a store written by another tool or an older version, holding hostile ids
+    shutil.copytree(tiny_run, stored)
+    with sqlite3.connect(stored / "scores.sqlite") as con:
+        for table in ("samples", "frames", "tasks"):
+            con.execute(f"UPDATE {table} SET sample_id = ? WHERE sample_id = 'fake/a'", (sample_id,))  # noqa: S608
+    out = tmp_path / "out"
+    out.mkdir()
+    before = _files(tmp_path)
+    for args in (["report", str(stored), "-o", str(out / "r.html")], ["report", str(stored), "-o", str(out / "r.md")],
+                 ["leaderboard", str(stored), "-o", str(out / "lb.csv"), "--wide", str(out / "w.csv"),
+                  "--predictions", str(out / "p.csv")]):
+        result = _cli(*args)
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    new = {p.relative_to(tmp_path).as_posix() for p in _files(tmp_path) - before}
+    assert {n for n in new if not n.startswith("out/r_files/")} == {"out/r.html", "out/r.md", "out/lb.csv",
+                                                                     "out/w.csv", "out/p.csv"}
+    assert "sample_id" in pd.read_csv(out / "p.csv").columns   # (no video scores: the clips hold no face)
+    assert not Path("/tmp/dfbench-absolute-escape").exists()

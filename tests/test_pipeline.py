@@ -35,9 +35,9 @@ def test_run_writes_store_run_json_and_the_three_csv_files(small_demo: Path, tmp
     for name in ("results.csv", "matrix_auc.csv", "matrix_acc.csv", "run.json", "scores.sqlite"):
         assert (tmp_path / "r" / name).is_file(), name
     results = pd.read_csv(tmp_path / "r" / "results.csv")
-    assert list(results.columns) == ["detector", "weights", "dataset", "op", "level", "category", "metric",
-                                     "aggregation", "value", "n_videos", "n_frames", "n_no_face", "n_errors",
-                                     "weights_sha256"]
+    assert list(results.columns) == ["detector", "weights", "weights_sha256", "dataset", "cell", "op", "level",
+                                     "category", "metric", "aggregation", "value", "change", "n_videos", "n_frames",
+                                     "n_no_face", "n_errors"]   # README "Outputs"
     metrics = {"auc", "acc", "acc_cal", "eer", "ap", "f1", "precision", "recall", "specificity", "fpr", "tpr_at_1fpr"}
     assert set(results["metric"]) == metrics
     assert len(results) == CELLS * 2 * len(metrics)  # every cell, at frame and video level, even when empty
