@@ -293,11 +293,10 @@ def parse_suite(data: Any, where: str) -> SuiteConfig:
     cells = typed_field(data, "cells", list, where)
     if len(cells) > MAX_CELLS:
         raise ConfigError(f"'cells' of {where} lists {len(cells)} entries; a suite holds at most {MAX_CELLS} cells.")
-    try:
-        def field_of(key: str, kind: type, default: Any = None, low: int | None = None,
-                     high: int | None = None) -> Any:
-            return typed_field(data, key, kind, where, default, low, high)
+    def field_of(key: str, kind: type, default: Any = None, low: int | None = None, high: int | None = None) -> Any:
+        return typed_field(data, key, kind, where, default, low, high)
 
+    try:
         return SuiteConfig(
             name=field_of("name", str), version=field_of("version", int, low=0, high=2**31 - 1),
             cells=tuple(_parse_cells(cells, where)),

@@ -90,9 +90,10 @@ def check_apart(out: Path, dataset: Dataset) -> None:
     would join the dataset (the next run would count them as samples, under labels their paths suggest)."""
     roots = [dataset.root] if dataset.root is not None and dataset.scans_root else []
     roots += [Path(p).parent for p in dataset.table["path"]]
+    real_out = Path(os.path.realpath(out))
     for folder in dict.fromkeys(roots):
-        if overlap(out, folder):
-            where = "inside the dataset" if Path(os.path.realpath(out)).is_relative_to(
-                os.path.realpath(folder)) else "around files of the dataset"
+        if overlap(real_out, folder):
+            where = "inside the dataset" if real_out.is_relative_to(os.path.realpath(folder)) else (
+                "around files of the dataset")
             raise ConfigError(f"--out {str(out)!r} lies {where} ({str(folder)!r}); the copies would become part "
                               "of it. Choose an output folder outside the dataset.")
