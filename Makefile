@@ -26,7 +26,8 @@ lint: $(STAMP)
 test: lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --doctest-modules -m "not slow" dfbench tests
 
-# The long tests: 20 random kills, the report rendered in headless Chromium (Debian's chromium package).
+# The long tests: 20 random kills, the report rendered in headless Chromium (Debian's chromium package), the
+# seeded fuzz test of the suite and manifest loaders.
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -rP -m slow tests
 
