@@ -54,7 +54,7 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
     # Before the model loads: a folder that cannot be written, or a damaged store in it, is one line.
     prepare_folder(Path(config.out), "--out")
     if (Path(config.out) / STORE_NAME).is_file():
-        ScoreStore(Path(config.out) / STORE_NAME, readonly=True).close()
+        ScoreStore(Path(config.out) / STORE_NAME, readonly=True).close()   # quick_check, once per run
     prep = prepare(config)
     if on_prepared is not None:
         on_prepared(prep)
@@ -62,7 +62,7 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
     lock = FolderLock(out)
     lock.acquire()
     try:
-        store = ScoreStore(out / STORE_NAME)
+        store = ScoreStore(out / STORE_NAME, checked=True)   # checked above, or new
         try:
             _check_same_run(store, prep)
             cells = [{"cell": c.id, "op": c.op_label, "level": c.level_label, "category": c.category,

@@ -131,7 +131,8 @@ class ScoreStore:
 
     OPEN_TIMEOUT = 60.0     # seconds to wait for another process's lock, on open and on every write
 
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    def __init__(self, path: Path, readonly: bool = False, checked: bool = False) -> None:
+        """Open (or create) the store; `checked` skips `quick_check` (O(size)) where the caller just ran it."""
         self.path = Path(path)
         if readonly and not self.path.is_file():
             raise StoreError(f"No score store at {str(self.path)!r}.")
@@ -141,7 +142,8 @@ class ScoreStore:
             db = None
             try:
                 db = sqlite3.connect(uri, uri=True, timeout=self.OPEN_TIMEOUT)
-                _check_intact(db, self.path)
+                if not checked:
+                    _check_intact(db, self.path)
                 if not readonly:
                     _set_up(db)
                 self.db = db
