@@ -24,10 +24,10 @@ lint: $(STAMP)
 	$(BIN)/mypy dfbench
 
 test: lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --doctest-modules -m "not slow" dfbench tests
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest --doctest-modules -m "not slow" --durations=30 dfbench tests
 
-# The long tests: 20 random kills, the report rendered in headless Chromium (Debian's chromium package), the
-# seeded fuzz test of the suite and manifest loaders.
+# The long end-to-end tests (README "Install"): random kills, every adapter, long suite and training recipe, the
+# notebook, the report rendered in headless Chromium (Debian's chromium package), the installed wheel, the fuzz test.
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -rP -m slow tests
 

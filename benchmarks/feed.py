@@ -37,7 +37,7 @@ import json, sys, time
 from pathlib import Path
 import torch
 from dfbench.api import run
-from dfbench.pipeline import RunConfig
+from dfbench.config import RunConfig
 
 class NullNet(torch.nn.Module):
     # a crop's mean colour through one linear layer, shaped like the real network's output

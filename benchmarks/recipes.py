@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from dfbench.api import run
-from dfbench.pipeline import RunConfig
+from dfbench.config import RunConfig
 from dfbench.training import Overrides, TrainConfig, train_detector
 
 RESULTS = Path(__file__).parent / "results"

@@ -40,7 +40,7 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from dfbench.api import run
-from dfbench.pipeline import RunConfig
+from dfbench.config import RunConfig
 options = json.loads(sys.argv[1])
 options["out"] = Path(options["out"])
 started = time.perf_counter()

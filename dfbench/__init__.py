@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from dfbench.version import __version__
+
 __all__ = ["__version__", "list_detectors", "list_operations", "list_suites", "load_results", "run"]
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from dfbench.config import RunConfig
 from dfbench.errors import StoreError
 from dfbench.outputs import prepare_folder
-from dfbench.pipeline import Prepared, ProgressFn, RunConfig, execute, prepare
+from dfbench.pipeline import Prepared, ProgressFn, execute, prepare
 from dfbench.reports import write_outputs
 from dfbench.results import Results, load_results
 from dfbench.store import STORE_NAME, FolderLock, ScoreStore

@@ -1,4 +1,9 @@
-"""Where dfbench keeps what it builds once: the demo set and converted checkpoints."""
+"""The cache folder: where dfbench keeps what it builds once and reuses.
+
+It holds the demo set, converted checkpoints, the face cache (``faces/``, `dfbench.faces.cache`) and training
+crops (``crops/``). A run's work files (compression encodes, bounded by ``--work-limit``) are not kept here:
+they live in ``OUT/.work`` and are removed when the run stops.
+"""
 
 from __future__ import annotations
 

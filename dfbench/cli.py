@@ -99,9 +99,12 @@ def run(
         help="Faces per inference batch. Default: 16 on a CPU, 256 on a GPU.")] = None,
     limit: LimitOpt = None,
     trust_checkpoint: TrustOpt = False,
-    cache_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="Most disk the intermediate files may take, e.g. 2G; past it the run stops cleanly (resumable).")
+    work_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Most disk the intermediate work files (compression encodes) may take, e.g. 2G; past it the run "
+             "stops cleanly (resumable).")
     ] = None,
+    cache_limit: Annotated[Optional[str], typer.Option(hidden=True, help="The old name of --work-limit.")  # noqa: UP045
+                           ] = None,
     faces: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="redetect: find faces in every perturbed frame (the faithful protocol); clean: find them once per "
              "video in the clean frames and map the boxes through each operation (finder failures then do not "
@@ -133,14 +136,14 @@ def run(
     )
 
     from dfbench.api import run as run_api
-    from dfbench.config import parse_size
-    from dfbench.pipeline import RunConfig
+    from dfbench.config import RunConfig, parse_size
     from dfbench.reports import cell_table, table_one
 
     config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=_weights(weights), split=split, out=out,
                        frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
                        trust_checkpoint=trust_checkpoint, faces=faces,
-                       cache_limit=parse_size(cache_limit) if cache_limit else None, face_cache=face_cache,
+                       work_limit=parse_size(limit_text) if (limit_text := work_limit or cache_limit) else None,
+                       face_cache=face_cache,
                        keep_crops=keep_crops, workers=workers)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -209,7 +212,8 @@ def predict(
     precision: PrecisionOpt = "auto",
     trust_checkpoint: TrustOpt = False,
 ) -> None:
-    """Print P(fake) for each image or video (a video: the card's aggregation over its frames).
+    """Print P(fake) for each image or video, scored as `run --suite clean` scores it (a video: the mean over its
+    scored frames). --weights is required (--weights demo for the demo weights).
 
     Example: dfbench predict --detector meso4 --weights Meso4_DF.h5 --faces none faces/*.jpg
     """
@@ -217,17 +221,14 @@ def predict(
 
     from rich.table import Table
 
+    from dfbench.config import default_weights
     from dfbench.detectors import get_detector
     from dfbench.predict import predict_paths
 
     if output_format not in ("table", "csv"):
         raise ConfigError(f"--format must be 'table' or 'csv', got {output_format!r}.")
     adapter = get_detector(detector)
-    chosen = _weights(weights)
-    if chosen is None:
-        chosen = "demo" if adapter.card.demo_weights else "random"
-        err_console.print(f"[cyan]note:[/] no --weights: using {detector}'s "
-                          f"{'shipped demo' if chosen == 'demo' else 'random (meaningless)'} weights.")
+    chosen = default_weights(_weights(weights), "the files given to predict", bool(adapter.card.demo_weights))
     adapter.load(chosen, device, precision, trust_checkpoint)
     for note in adapter.notes:
         err_console.print(f"[cyan]note:[/] {note}", highlight=False)

@@ -7,16 +7,17 @@ that name the key and the allowed ones.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from dfbench.errors import ConfigError, UnknownNameError
+from dfbench.hashing import stable_hash
 from dfbench.perturbations import OPERATIONS, derive_seed, format_level
 from dfbench.perturbations.base import Level, Operation, Step
+from dfbench.registry import unknown_name
 from dfbench.yamlio import check_keys, load_yaml, typed_field
 
 FaceMode = Literal["redetect", "clean"]
@@ -87,6 +88,11 @@ class Cell:
     @property
     def versions(self) -> dict[str, int]:
         return {op: OPERATIONS.get(op).version for op, _ in self.parts}
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of every op's parameters at its level, in order (`Operation.fingerprint`)."""
+        return stable_hash([OPERATIONS.get(op).fingerprint(level) for op, level in self.parts])
 
     def seed(self, suite_seed: int, sample_id: str) -> int:
         """The derived seed of the first op (recorded with the task)."""
@@ -216,14 +222,14 @@ class SuiteConfig:
             "name": self.name, "version": self.version, "media": list(self.media),
             "frames": {"per_video": self.frames.per_video}, "faces": self.faces,
             "aggregation": self.aggregation, "copy_encoding": self.copy_encoding, "seed": self.seed,
-            "cells": [{"id": c.id, "versions": c.versions} for c in self.cells],
+            "cells": [{"id": c.id, "versions": c.versions, "params": c.fingerprint} for c in self.cells],
         }
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
-        """sha256 of the canonical JSON of `to_dict()`, first 16 hex digits."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """sha256 of the canonical JSON of `to_dict()`, first 16 hex digits: the cells, each with its ops'
+        versions and parameters, and the frame, face and aggregation protocol."""
+        return stable_hash(self.to_dict())
 
 
 _SUITE_KEYS = {"name", "version", "description", "source", "media", "frames", "faces", "aggregation",
@@ -324,11 +330,91 @@ def load_suite(name_or_path: str) -> SuiteConfig:
         return parse_suite(load_yaml(path.read_text(), str(path)), str(path))
     shipped = resources.files("dfbench") / "suites" / f"{name_or_path}.yaml"
     if not shipped.is_file():
-        import difflib
-
-        names = list_suites()
-        near = difflib.get_close_matches(name_or_path, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-        raise UnknownNameError(f"Unknown suite {name_or_path!r}.{hint} Shipped suites: {', '.join(names)}; "
-                               "or pass a path to a YAML file.")
+        error = unknown_name("suite", name_or_path, list_suites(), "dfbench list suites")
+        raise UnknownNameError(f"{error.args[0]} Or pass a path to a suite YAML file.")
     return parse_suite(load_yaml(shipped.read_text(), f"suite {name_or_path!r}"), f"suite {name_or_path!r}")
+
+
+DEMO = "demo"
+
+
+def default_weights(weights: str | tuple[str, ...] | None, data: str,
+                    has_demo_weights: bool) -> str | tuple[str, ...]:
+    """The weights to load, one rule for `run` and `predict`: as given; with none given, the shipped demo weights
+    on the demo set (random ones for a detector that ships none), and an error on any other data (the demo
+    weights were trained on the synthetic demo set only; `predict`'s inputs are never the demo set).
+
+    Args:
+        data: what is scored, for the message: ``demo`` for the demo set, a dataset name, or a description.
+    """
+    if weights is not None:
+        return weights
+    if data == DEMO:
+        return DEMO if has_demo_weights else "random"
+    raise ConfigError(f"--weights is required for {data}: the shipped demo weights were trained on the synthetic "
+                      "demo set only. Pass --weights FILE (or --weights demo to use them anyway, --weights random "
+                      "to check the pipeline).")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; CLI flags map one to one.
+
+    Attributes:
+        detector: adapter key.
+        suite: shipped suite name or YAML path.
+        dataset: ``demo``, a folder with real/ and fake/, or a manifest.
+        weights: a file, ``demo`` or ``random``; None follows `default_weights`.
+        split: the split to score; None means ``test`` when the dataset has splits, else everything.
+        out: output folder (store, run.json, CSV files).
+        frames: frames per video, overriding the suite.
+        device, precision: inference placement (``auto`` picks the best available).
+        batch_size: faces per inference batch; None picks per device (`scoring.resolve_batch_size`).
+        limit: score at most this many samples (balanced by label).
+        trust_checkpoint: allow unpickling a checkpoint that is not a plain state dict.
+        finder: face finder name (``mtcnn``, or ``none`` for inputs that are already face crops).
+        faces: ``redetect`` or ``clean``, overriding the suite's face mode (None keeps it).
+        work_limit: most bytes of intermediate work files (compression encodes) at a time; None: no limit.
+        min_free_bytes: the run stops cleanly (resumable) before a sample when less disk than this is free.
+        face_cache: read and write the face cache (`dfbench.faces.cache`): the faces found per sample, reused by
+            the next detector on the same data and suite.
+        keep_crops: also keep this run's crops there, so that a detector with the same crop spec only runs its
+            model.
+        workers: processes that decode, perturb and find faces while this one runs the model; 0 does it all in
+            this process, None picks: 0 on a CPU (the model already uses every core), else up to 8.
+    """
+
+    detector: str
+    suite: str = "video-ops"
+    dataset: str = DEMO
+    weights: str | tuple[str, ...] | None = None
+    split: str | None = None
+    out: Path = Path("runs/latest")
+    frames: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    batch_size: int | None = None
+    limit: int | None = None
+    trust_checkpoint: bool = False
+    finder: str = "mtcnn"
+    faces: str | None = None
+    work_limit: int | None = None
+    min_free_bytes: int = 256 * 1024 * 1024
+    face_cache: bool = True
+    keep_crops: bool = False
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more, got {self.workers}.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}.")
+        if self.frames is not None and self.frames < 1:
+            raise ConfigError(f"--frames must be at least 1, got {self.frames}.")
+        if self.limit is not None and self.limit < 2:
+            raise ConfigError(f"--limit must be at least 2 (one real, one fake), got {self.limit}.")
+
+    def resolved_weights(self, has_demo_weights: bool) -> str | tuple[str, ...]:
+        """`default_weights` for this run's dataset."""
+        return default_weights(self.weights, self.dataset if self.dataset == DEMO else f"dataset {self.dataset!r}",
+                               has_demo_weights)

@@ -53,7 +53,7 @@ class OutputPathError(DfbenchError, OSError):
 
 
 class DiskSpaceError(DfbenchError, OSError):
-    """The disk is full or dfbench's working files would exceed --cache-limit; the run stops cleanly."""
+    """The disk is full or dfbench's working files would exceed --work-limit; the run stops cleanly."""
 
 
 class DetectorOutputError(DfbenchError, ValueError):

@@ -7,11 +7,14 @@ fake when its score is at least the threshold. Inputs are never modified.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from dfbench.errors import ConfigError
+from dfbench.registry import unknown_name
 
 ArrayLike = Sequence[float] | np.ndarray
 AGGREGATIONS = ("mean", "median", "max", "vote")
@@ -212,3 +215,66 @@ def corruption_error(errors: dict[str, float], reference: dict[str, float]) -> f
     """
     ratios = [errors[op] / reference[op] for op in errors if op in reference and reference[op] > 0]
     return float(np.mean(ratios)) if ratios else float("nan")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the result tables: what every table, leaderboard, interval and summary reads about it.
+
+    Attributes:
+        name: the ``metric`` column's value.
+        title: for reports.
+        higher_is_better: False for error rates (``eer``, ``fpr``); `error` turns either kind into an error.
+        threshold: ``none`` (threshold-free), ``fixed`` (at the fixed threshold, 0.5 by default) or ``calibrated``
+            (at the threshold found on the clean cell, `dfbench.results.Calibration`).
+        levels: the levels it is computed at: ``frame`` (every scored frame) and ``video`` (one score per video).
+        score: ``f(labels, scores) -> float`` for bootstrap intervals (``fixed`` ones also take ``threshold=``);
+            None where the metric needs more than one cell's labels and scores (the calibrated threshold) or
+            class probabilities.
+        classes: it needs the 3-class probabilities (DM, GAN, REAL) that some adapters give.
+    """
+
+    name: str
+    title: str
+    higher_is_better: bool
+    threshold: Literal["none", "fixed", "calibrated"] = "none"
+    levels: tuple[str, ...] = ("frame", "video")
+    score: Callable[..., float] | None = None
+    classes: bool = False
+
+    def error(self, value: float) -> float:
+        """The metric as an error, lower is better: ``1 - value`` where higher is better, else `value`.
+
+        Example:
+            >>> METRICS["auc"].error(0.75), METRICS["eer"].error(0.25)
+            (0.25, 0.25)
+        """
+        return 1.0 - value if self.higher_is_better else value
+
+
+def _fixed(name: str) -> Callable[..., float]:
+    return lambda labels, scores, threshold=0.5: threshold_metrics(labels, scores, threshold)[name]
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("auc", "AUC", True, score=auc),
+    Metric("acc", "accuracy", True, "fixed", score=_fixed("acc")),
+    Metric("acc_cal", "accuracy at the clean cell's threshold", True, "calibrated"),
+    Metric("eer", "equal error rate", False, score=lambda labels, scores: eer(labels, scores)[0]),
+    Metric("ap", "average precision", True, score=average_precision),
+    Metric("f1", "F1", True, "fixed", score=_fixed("f1")),
+    Metric("precision", "precision", True, "fixed", score=_fixed("precision")),
+    Metric("recall", "recall (TPR)", True, "fixed", score=_fixed("recall")),
+    Metric("specificity", "specificity (TNR)", True, "fixed", score=_fixed("specificity")),
+    Metric("fpr", "false-positive rate", False, "fixed", score=_fixed("fpr")),
+    Metric("tpr_at_1fpr", "TPR at 1 % FPR", True, score=tpr_at_fpr),
+    Metric("acc3", "3-class accuracy", True, classes=True),
+    Metric("f1_macro3", "3-class macro F1", True, classes=True),
+)}
+
+
+def metric(name: str) -> Metric:
+    """The `Metric` of `name`; an unknown name is an error with the near names."""
+    if name not in METRICS:
+        raise unknown_name("metric", name, METRICS, "README.md, Metrics, notebooks, leaderboards")
+    return METRICS[name]

@@ -1,9 +1,11 @@
-"""One generic registry for detectors, operations and datasets.
+"""The generic registry of operations and detectors, and the one "unknown name" error of every named choice.
 
-A plug-in registers itself with the registry's decorator; that is the only place its key is written.
-Lookups of unknown keys fail with the near names and the command that lists the valid ones.
-Entries can also resolve lazily: a `loader` callable imports the module that defines a key on demand
-(detector modules import torch, which must not happen for `dfbench --help`).
+An operation registers itself with ``@operation(name, ...)``, a detector adapter with ``@register_detector`` (its
+key is its card's). Lookups of unknown keys fail with `unknown_name`: the near names and the command that lists
+the valid ones; suites, face finders, dataset layouts and training recipes fail the same way. Entries can also
+resolve lazily: a `loader` callable imports the modules that define keys on demand (nothing imports torch
+before it is needed, so ``dfbench --help`` stays fast), and a prefix resolver makes entries for a family of keys
+(``timm:<model>``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ from dfbench.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 KEY_PATTERN = re.compile(r"^[a-z0-9_]+(:[A-Za-z0-9_.\-/]+)?$")
+
+
+def unknown_name(kind: str, key: object, names: Iterable[str], see: str) -> UnknownNameError:
+    """The error for a name that is not one of `names`: up to three near names, and where to see them all.
+
+    Example:
+        >>> unknown_name("face finder", "mtccn", ["mtcnn", "none"], "dfbench run --help").args[0]
+        "Unknown face finder 'mtccn'. Did you mean 'mtcnn'? See 'dfbench run --help'."
+    """
+    if not isinstance(key, str):   # a YAML list or number where a name belongs
+        return UnknownNameError(f"The {kind} name must be text, got {key!r}. See '{see}'.")
+    near = difflib.get_close_matches(key, sorted(names), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+    return UnknownNameError(f"Unknown {kind} {key!r}.{hint} See '{see}'.")
 
 
 class Registry(Generic[T]):
@@ -42,6 +58,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._loader = loader
         self._discover = discover
+        self._prefixes: dict[str, Callable[[str], T]] = {}
 
     def register(self, key: str) -> Callable[[T], T]:
         """Decorator that registers `obj` under `key`; a duplicate key is an error."""
@@ -60,22 +77,38 @@ class Registry(Generic[T]):
         """Register `obj` under `key` without a decorator."""
         return self.register(key)(obj)
 
+    def replace(self, key: str, obj: T) -> T:
+        """Register `obj` under `key`, replacing an entry of that key (a user's platform profile over a shipped
+        one)."""
+        self._entries.pop(key, None)
+        return self.add(key, obj)
+
+    def add_prefix(self, prefix: str, resolve: Callable[[str], T]) -> None:
+        """Resolve every key that starts with `prefix` (and is not registered) with ``resolve(key)``, which
+        returns the entry or raises `UnknownNameError`."""
+        self._prefixes[prefix] = resolve
+
     def get(self, key: str) -> T:
         """Return the entry for `key`, loading it lazily; unknown keys raise `UnknownNameError`."""
-        if not isinstance(key, str):   # a YAML list or number where a name belongs
-            raise UnknownNameError(f"The {self.kind} name must be text, got {key!r}. See '{self.list_command}'.")
+        if not isinstance(key, str):
+            raise unknown_name(self.kind, key, [], self.list_command)
         if key not in self._entries and self._loader is not None:
             self._loader(key)
         if key not in self._entries:
-            raise UnknownNameError(self.unknown_message(key))
+            prefix = next((p for p in self._prefixes if key.startswith(p)), None)
+            if prefix is None:
+                raise UnknownNameError(self.unknown_message(key))
+            self.add(key, self._prefixes[prefix](key))
         return self._entries[key]
+
+    def names_registered(self) -> list[str]:
+        """The keys registered so far (nothing is loaded)."""
+        return sorted(self._entries)
 
     def names(self) -> list[str]:
         """Every key, registered or discoverable, sorted."""
-        found = set(self._entries)
-        if self._discover is not None:
-            found.update(self._discover())
-        return sorted(found)
+        discovered = list(self._discover()) if self._discover is not None else []   # may register entries
+        return sorted({*self._entries, *discovered})
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -86,7 +119,4 @@ class Registry(Generic[T]):
 
     def unknown_message(self, key: str) -> str:
         """The one-line error for an unknown key, with near names."""
-        names = self.names()
-        near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
-        return f"Unknown {self.kind} {key!r}.{hint} See '{self.list_command}'."
+        return unknown_name(self.kind, key, self.names(), self.list_command).args[0]

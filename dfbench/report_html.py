@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfbench import metrics as M
+from dfbench import metrics
 from dfbench.results import CLEAN, Results, spread
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -107,8 +107,8 @@ def roc_png(results: Results) -> bytes:
             if cell is None or rows["label"].nunique() < 2:
                 continue
             y, s = rows["label"].to_numpy(), rows["score"].to_numpy()
-            fpr, tpr, _ = M.roc_curve(y, s)
-            ax.plot(fpr, tpr, style, label=f"{_run_label(rows.iloc[0])} {cell} (AUC {M.auc(y, s):.3f})")
+            fpr, tpr, _ = metrics.roc_curve(y, s)
+            ax.plot(fpr, tpr, style, label=f"{_run_label(rows.iloc[0])} {cell} (AUC {metrics.auc(y, s):.3f})")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("false-positive rate (real called fake)")
     ax.set_ylabel("true-positive rate (fake called fake)")

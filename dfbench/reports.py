@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dfbench.metrics import METRICS
 from dfbench.results import CLEAN, Results, spread
 
 # results.csv, in the order README.md ("Outputs") documents.
 RESULT_COLUMNS = ["detector", "weights", "weights_sha256", "dataset", "cell", "op", "level", "category", "metric",
                   "aggregation", "value", "change", "n_videos", "n_frames", "n_no_face", "n_errors"]
-RESULT_METRICS = ("auc", "acc", "acc_cal", "eer", "ap", "f1", "precision", "recall", "specificity", "fpr",
-                  "tpr_at_1fpr", "acc3", "f1_macro3")
+RESULT_METRICS = tuple(METRICS)         # every metric, in the table's order
 
 # The leaderboard's long schema (documented in README.md, "Leaderboards"); columns are only ever added at the end.
 LEADERBOARD_COLUMNS = [
@@ -80,7 +80,7 @@ def leaderboard(results: Results, metrics: Sequence[str] = RESULT_METRICS, thres
     if ci:
         for metric in ("auc", "acc"):
             for agg in ("frame", "suite"):
-                _fill_ci(table, results.with_ci(metric, agg, n=ci, seed=seed), metric)
+                _fill_ci(table, results.with_ci(metric, agg, n=ci, seed=seed, threshold=threshold), metric)
     return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
 
 

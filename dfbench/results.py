@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dfbench import metrics as M
+from dfbench import metrics
 from dfbench.errors import ConfigError, StoreError
+from dfbench.metrics import METRICS
+from dfbench.scoring import video_score
 from dfbench.store import DAMAGED_HINT, STORE_NAME, ScoreStore
 
 CLEAN = "clean"
@@ -46,8 +48,8 @@ class Calibration:
 
     def threshold(self, labels: np.ndarray, scores: np.ndarray) -> float:
         if self.rule == "eer":
-            return M.eer(labels, scores)[1]
-        return M.threshold_at_fpr(labels, scores, self.max_fpr)
+            return metrics.eer(labels, scores)[1]
+        return metrics.threshold_at_fpr(labels, scores, self.max_fpr)
 
 
 class Results:
@@ -65,6 +67,7 @@ class Results:
 
     def __init__(self, frames: pd.DataFrame, tasks: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> None:
         self.frames, self.tasks, self.runs, self.cells = frames, tasks, runs, cells
+        self._tables: dict[tuple[str, float, str], pd.DataFrame] = {}   # each metric table is computed once
 
     def incomplete(self) -> list[str]:
         """One line per unfinished run (a (sample, cell) task without its row): its metrics rest on part of it."""
@@ -86,7 +89,7 @@ class Results:
         for run_id, group in ok.groupby("run_id", sort=False):
             how = aggregation or self.runs.set_index("run_id").loc[run_id, "aggregation"]
             keys = ["run_id", "sample_id", "cell"]
-            agg = group.groupby(keys, sort=False)["score"].agg(lambda s, h=how: M.aggregate(s, h))
+            agg = group.groupby(keys, sort=False)["score"].agg(lambda s, h=how: video_score(s.to_numpy(), h))
             counts = group.groupby(keys, sort=False).size().rename("n_frames")
             parts.append(pd.concat([agg, counts], axis=1).reset_index().assign(aggregation=how))
         meta_columns = ["run_id", "sample_id", "cell", "detector", "weights", "dataset", "op", "level", "category",
@@ -116,8 +119,10 @@ class Results:
         rule = Calibration.parse(calibration)
         tables = []
         for agg in aggregations:
-            rows = self._rows(agg)
-            tables.append(_metric_table(rows, self.cells[CELL_KEYS], agg, threshold, rule))
+            key = (agg, float(threshold), calibration)
+            if key not in self._tables:
+                self._tables[key] = _metric_table(self._rows(agg), self.cells[CELL_KEYS], agg, threshold, rule)
+            tables.append(self._tables[key])
         long = pd.concat(tables, ignore_index=True)
         counts = self._counts()
         long = long.merge(counts, on=["run_id", "cell"], how="left")
@@ -171,17 +176,20 @@ class Results:
         return per_cat.reset_index()
 
     def with_ci(self, metric: str = "auc", aggregation: str = "suite", n: int = 1000, alpha: float = 0.05,
-                seed: int = 0) -> pd.DataFrame:
-        """`metric` per (run, cell) with a percentile bootstrap interval that resamples videos, not frames."""
-        fn = {"auc": M.auc, "acc": M.accuracy, "ap": M.average_precision, "eer": lambda y, s: M.eer(y, s)[0],
-              "tpr_at_1fpr": M.tpr_at_fpr}.get(metric)
-        if fn is None:
-            raise ConfigError(f"with_ci supports auc, acc, ap, eer, tpr_at_1fpr; got {metric!r}.")
+                seed: int = 0, threshold: float = 0.5) -> pd.DataFrame:
+        """`metric` per (run, cell) with a percentile bootstrap interval that resamples videos, not frames
+        (metrics at the fixed threshold use `threshold`)."""
+        entry = metrics.metric(metric)
+        if entry.score is None:
+            supported = ", ".join(m.name for m in METRICS.values() if m.score is not None)
+            raise ConfigError(f"with_ci supports {supported}; got {metric!r}.")
+        score = entry.score
+        fn = (lambda y, s: score(y, s, threshold=threshold)) if entry.threshold == "fixed" else score
         rows = self._rows(aggregation)
         out = []
         for (run_id, cell), g in rows.groupby(["run_id", "cell"], sort=False):
             y, s = g["label"].to_numpy(), g["score"].to_numpy()
-            lo, hi = M.bootstrap_ci(fn, y, s, groups=g["sample_id"].to_numpy(), n=n, alpha=alpha, seed=seed)
+            lo, hi = metrics.bootstrap_ci(fn, y, s, groups=g["sample_id"].to_numpy(), n=n, alpha=alpha, seed=seed)
             value = _safe(fn, y, s)
             out.append({"run_id": run_id, "detector": g["detector"].iloc[0], "weights": g["weights"].iloc[0],
                         "cell": cell, "category": g["category"].iloc[0], "position": g["position"].iloc[0],
@@ -190,16 +198,19 @@ class Results:
         return pd.DataFrame(out).sort_values(["run_id", "position"]).reset_index(drop=True)
 
     def mce(self, reference: str, metric: str = "auc", aggregation: str = "suite") -> pd.DataFrame:
-        """Mean corruption error of each run against the run of detector `reference` (error = 1 - metric)."""
+        """Mean corruption error of each run against the run of detector `reference`; the error is 1 - metric
+        for metrics where higher is better (AUC) and the metric itself for error rates (EER)."""
+        entry = metrics.metric(metric)
         table = self.metrics([aggregation])
         table = table[(table["metric"] == metric) & (table["category"] != CLEAN)]
-        errors = (1 - table["value"]).groupby([table["run_id"], table["op"]]).sum()
+        errors = table["value"].map(entry.error).groupby([table["run_id"], table["op"]]).sum()
         ref_runs = self.runs[self.runs["detector"] == reference]["run_id"]
         if ref_runs.empty:
             raise ConfigError(f"No run of reference detector {reference!r}; runs: {', '.join(self.runs['detector'])}.")
         ref = errors.loc[ref_runs.iloc[0]].to_dict()
-        rows = [{"run_id": r, "detector": d, "weights": w, "mce": M.corruption_error(errors.loc[r].to_dict(), ref)}
-                for r, d, w in self.runs[RUN_KEYS].itertuples(index=False)]
+        rows = [{"run_id": run_id, "detector": detector, "weights": weights,
+                 "mce": metrics.corruption_error(errors.loc[run_id].to_dict(), ref)}
+                for run_id, detector, weights in self.runs[RUN_KEYS].itertuples(index=False)]
         return pd.DataFrame(rows)
 
 
@@ -244,12 +255,19 @@ def _metric_table(rows: pd.DataFrame, cells: pd.DataFrame, aggregation: str, thr
 
 
 def _all_metrics(y: np.ndarray, s: np.ndarray, threshold: float, calibrated: float) -> dict[str, float]:
-    values = {"auc": _safe(M.auc, y, s), "ap": _safe(M.average_precision, y, s),
-              "eer": _safe(lambda a, b: M.eer(a, b)[0], y, s), "tpr_at_1fpr": _safe(M.tpr_at_fpr, y, s)}
+    """Every two-class metric of `METRICS` over one cell's labels and scores (NaN where undefined)."""
     nan = float("nan")
-    values.update(M.threshold_metrics(y, s, threshold) if len(y) else dict.fromkeys(
-        ("acc", "precision", "recall", "specificity", "fpr", "f1"), nan))
-    values["acc_cal"] = M.accuracy(y, s, calibrated) if len(y) and np.isfinite(calibrated) else nan
+    fixed = metrics.threshold_metrics(y, s, threshold) if len(y) else {}
+    values: dict[str, float] = {}
+    for entry in METRICS.values():
+        if entry.classes:
+            continue
+        if entry.threshold == "fixed":
+            values[entry.name] = fixed.get(entry.name, nan)
+        elif entry.threshold == "calibrated":
+            values[entry.name] = metrics.accuracy(y, s, calibrated) if len(y) and np.isfinite(calibrated) else nan
+        elif entry.score is not None:
+            values[entry.name] = _safe(entry.score, y, s)
     return values
 
 
@@ -264,7 +282,7 @@ def _three_class(rows: pd.DataFrame) -> dict[str, float]:
     probs = np.stack([np.asarray(json.loads(p)) if isinstance(p, str) else np.asarray(p)
                       for p in rows["probs"][known]])
     labels = np.array([THREE_CLASSES.index(t) for t in target[known]])
-    return M.multiclass_metrics(labels, probs)
+    return metrics.multiclass_metrics(labels, probs)
 
 
 def load_results(run_dirs: str | Path | Sequence[str | Path]) -> Results:

@@ -12,11 +12,17 @@ import pytest
 
 from dfbench.detectors import DETECTORS, get_detector
 
+# One adapter in `make test`; every other one (and effb2's demo weights on the demo set) in `make test-slow`.
+FAST = ("meso4",)
 
-@pytest.mark.parametrize("key", [*DETECTORS.names(), "timm:resnet18"])
-def test_every_adapter_runs_video_ops_on_the_demo_set(key: str, tmp_path: Path):
+
+@pytest.mark.parametrize("key", [pytest.param(k, marks=() if k in FAST else pytest.mark.slow)
+                                 for k in [*DETECTORS.names(), "timm:resnet18"]])
+def test_every_adapter_runs_video_ops_on_the_demo_set(key: str, small_demo: Path, tmp_path: Path):
+    # the fast one runs on the small demo set (`make test` never builds the full one); the others on the full set
+    data = ["--dataset", str(small_demo / "manifest.csv"), "--weights", "random"] if key in FAST else []
     cmd = [sys.executable, "-m", "dfbench", "run", "--detector", key, "--suite", "video-ops", "--frames", "1",
-           "--limit", "2", "--batch-size", "8", "--out", str(tmp_path / "run")]
+           "--limit", "2", "--batch-size", "8", "--out", str(tmp_path / "run"), *data]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     flat = " ".join(out.stdout.split())

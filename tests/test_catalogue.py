@@ -157,7 +157,12 @@ def test_platform_profiles_carry_sources_and_users_can_add_one(tmp_path: Path, m
     assert out.shape == (64, 48, 3)
 
 
-@pytest.mark.parametrize("suite", list_suites())
+# The long suites run in `make test-slow`.
+SLOW_SUITES = ("all", "deeperforensics", "severity-sweep", "social-video")
+
+
+@pytest.mark.parametrize("suite", [pytest.param(s, marks=pytest.mark.slow if s in SLOW_SUITES else ())
+                                   for s in list_suites()])
 def test_every_shipped_suite_runs_on_a_two_sample_dataset(suite: str, small_demo: Path, tmp_path: Path):
     from dfbench.api import run
 

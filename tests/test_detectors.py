@@ -66,6 +66,7 @@ def test_shipped_demo_weights_load_and_are_small(key: str):
     assert adapter.weights_sha256 and adapter.weights_label == "demo"
 
 
+@pytest.mark.slow
 def test_the_demo_weights_separate_the_demo_test_split(tmp_path: Path):
     """The shipped effb2 demo weights were trained on the train split only; on the unseen test split's clean
     videos their video-level AUC is at least 0.90 (32 frames, fp32: 0.951 when they were made; 8 here)."""

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import dfbench.gather as gather
 import dfbench.pipeline as pipeline
 from dfbench.api import run
-from dfbench.faces import CropSpec, MTCNNFinder
+from dfbench.config import RunConfig
+from dfbench.faces import CropSpec, MTCNNFinder, SampleCrops
 from dfbench.faces.cache import FaceCache
-from dfbench.pipeline import RunConfig
 from dfbench.video.engine import CellFailure
 
 SUITE = "name: cache-test\nversion: 1\ncells: [none, hflip, {op: h264_crf, level: 40}, {op: downscale, level: 2}]\n"
@@ -39,13 +40,13 @@ def suite(tmp_path: Path) -> str:
 def decodes(monkeypatch) -> list[list[str]]:
     """The cells of every decode-and-perturb pass the pipeline starts."""
     calls: list[list[str]] = []
-    original = pipeline.sample_frames
+    original = gather.sample_frames
 
     def counting(path, plans, *args, **kwargs):
         calls.append([p.cell_id for p in plans])
         return original(path, plans, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "sample_frames", counting)
+    monkeypatch.setattr(gather, "sample_frames", counting)
     return calls
 
 
@@ -77,7 +78,7 @@ def test_second_detector_with_the_same_crop_spec_only_runs_its_model(small_demo:
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
     decodes.clear()
     _forbid_finding(monkeypatch)
-    monkeypatch.setattr(pipeline, "probe_video", _forbidden("probed a video"))   # the sampled frames are kept
+    monkeypatch.setattr(gather, "probe_video", _forbidden("probed a video"))   # the sampled frames are kept
     second = run(_config(small_demo, suite, tmp_path / "lite", "efficientnet_lite0"))
     assert decodes == []                                    # nothing decoded, nothing found
     assert set(second.stages) == {"cached_crops", "inference", "store"}
@@ -106,7 +107,7 @@ def test_kept_crops_are_memory_mapped_and_a_pair_of_files_is_never_mixed(tmp_pat
     crops = np.arange(5 * 8 * 8 * 3, dtype=np.uint8).reshape(5, 8, 8, 3)
     owners = [("none-0", 0), ("none-0", 9), ("hflip-1", 0), ("hflip-1", 9), ("hflip-1", 9)]
     seen = {("none-0", 0): 1, ("none-0", 9): 1, ("hflip-1", 0): 1, ("hflip-1", 9): 2}
-    cache.save("s", video, ["none-0", "hflip-1"], {}, spec, crops, owners, seen, [0, 9])
+    cache.save(video, SampleCrops("s", ("none-0", "hflip-1"), [0, 9], crops, owners, seen, {}, {}), spec)
 
     every = cache.crops("s", video, spec, ["none-0", "hflip-1"])
     assert isinstance(every.crops, np.memmap) and every.indices == [0, 9] and every.owners == owners
@@ -118,7 +119,7 @@ def test_kept_crops_are_memory_mapped_and_a_pair_of_files_is_never_mixed(tmp_pat
     assert cache.crops("s", video, spec, ["none-0", "grayscale-1"]) is None   # a cell that was not kept
     assert cache.crops("s", video, CropSpec(size=16), ["none-0"]) is None     # another crop spec
 
-    cache.save("s", video, ["none-0", "hflip-1"], {}, spec, crops[::-1], owners, seen, [0, 9])
+    cache.save(video, SampleCrops("s", ("none-0", "hflip-1"), [0, 9], crops[::-1], owners, seen, {}, {}), spec)
     (pixels,) = list(tmp_path.rglob("*.npy"))                   # the superseded crops file is gone
     np.testing.assert_array_equal(cache.crops("s", video, spec, ["none-0"]).crops, crops[::-1][:2])
     np.save(pixels, crops[:3])                                  # a crops file that does not match its index
@@ -144,6 +145,7 @@ def test_a_detector_with_another_crop_spec_reuses_the_faces_and_cuts_its_own_cro
     pd.testing.assert_frame_equal(_scores(second), _scores(fresh))
 
 
+@pytest.mark.slow
 def test_faces_clean_runs_reuse_their_own_mapped_faces(small_demo: Path, suite: str, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "cache"))
     first = run(_config(small_demo, suite, tmp_path / "a", faces="clean"))
@@ -153,6 +155,7 @@ def test_faces_clean_runs_reuse_their_own_mapped_faces(small_demo: Path, suite: 
     pd.testing.assert_frame_equal(_scores(again), _scores(first))
 
 
+@pytest.mark.slow
 def test_broken_or_stale_cache_files_are_recomputed_not_trusted(small_demo: Path, suite: str, tmp_path: Path,
                                                                 monkeypatch, caplog):
     cache, demo = tmp_path / "cache", tmp_path / "demo"
@@ -185,7 +188,7 @@ def test_no_face_cache_reads_and_writes_nothing(small_demo: Path, suite: str, tm
 def test_a_sample_with_a_failed_cell_is_not_cached(small_demo: Path, suite: str, tmp_path: Path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(cache))
-    original = pipeline.sample_frames
+    original = gather.sample_frames
 
     def h264_fails_for_one_sample(path, plans, *args, **kwargs):
         failing = path.parent.name == "real" and path.name == "clip_000.mp4"
@@ -196,7 +199,7 @@ def test_a_sample_with_a_failed_cell_is_not_cached(small_demo: Path, suite: str,
         if failing:                                         # ... and the cell reports a failure instead
             yield CellFailure(("h264_crf-40",), "ffmpeg_error", "simulated encoder failure")
 
-    monkeypatch.setattr(pipeline, "sample_frames", h264_fails_for_one_sample)
+    monkeypatch.setattr(gather, "sample_frames", h264_fails_for_one_sample)
     summary = run(_config(small_demo, suite, tmp_path / "a"))
     status = summary.results.tasks.set_index(["sample_id", "cell"])["status"]
     assert status.pop(("real/clip_000", "h264_crf-40")) == "ffmpeg_error"

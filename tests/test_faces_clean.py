@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import dfbench.gather as gather
 import dfbench.pipeline as pipeline
 from dfbench.api import run
-from dfbench.config import Cell
+from dfbench.config import Cell, RunConfig
 from dfbench.faces import CropSpec, Face, make_finder
 from dfbench.faces.mapping import map_faces
+from dfbench.gather import find_and_cut
 from dfbench.perturbations import OPERATIONS
 from dfbench.perturbations.geometry import Downscale, HorizontalFlip, Stretch, VerticalFlip
-from dfbench.pipeline import RunConfig, StageClock, collect_faces
+from dfbench.timing import StageClock
 from dfbench.video.engine import CellPlan
 from dfbench.video.probe import sample_indices
 
@@ -72,8 +74,9 @@ def _collect(path: Path, cells: list[Cell], mode: str, finder, indices: list[int
     geometries = None
     if mode == "clean":
         geometries = {c.id: [OPERATIONS.get(op).geometry(level) for op, level in c.parts] for c in cells}
-    return collect_faces(finder, CropSpec(size=64), plans, path, indices, None, StageClock(), "video", None, 20.0,
+    found = find_and_cut("s", finder, CropSpec(size=64), plans, path, indices, None, StageClock(), "video", None, 20.0,
                          geometries)
+    return list(found.crops), found.owners, found.seen, found.failures
 
 
 def test_clean_mode_finds_faces_once_per_frame_and_lands_on_the_redetected_faces(small_demo: Path):
@@ -107,7 +110,7 @@ def test_mapped_boxes_overlap_the_boxes_found_in_the_perturbed_frames(small_demo
     indices = sample_indices(40, 3)
     cells = [Cell("none", 0), Cell("hflip", 1), Cell("downscale", 2), Cell("stretch", 4 / 3)]
     mapped: list[Face] = []
-    monkeypatch.setattr(pipeline, "crop_face", lambda image, face, spec: mapped.append(face) or np.zeros((1,)))
+    monkeypatch.setattr(gather, "crop_face", lambda image, face, spec: mapped.append(face) or np.zeros((1,)))
     clean = _collect(path, cells, "clean", make_finder("mtcnn"), indices)
     mapped_by_owner = dict(zip(clean[1], mapped, strict=True))
     mapped.clear()
@@ -119,15 +122,19 @@ def test_mapped_boxes_overlap_the_boxes_found_in_the_perturbed_frames(small_demo
 
 
 def test_faces_clean_from_the_run_api_changes_the_run_id_and_keeps_the_clean_cell(small_demo: Path, tmp_path: Path):
+    suite = tmp_path / "clean-test.yaml"
+    suite.write_text("name: clean-test\nversion: 1\ncells: [none, hflip, {op: downscale, level: 2}, "
+                     "{op: h264_crf, level: 40}]\n")
+
     def config(out: str, faces: str | None) -> RunConfig:
-        return RunConfig(detector="effb2", dataset=str(small_demo / "manifest.csv"), weights="random", frames=2,
-                         out=tmp_path / out, device="cpu", precision="fp32", faces=faces)
+        return RunConfig(detector="effb2", suite=str(suite), dataset=str(small_demo / "manifest.csv"),
+                         weights="random", frames=2, out=tmp_path / out, device="cpu", precision="fp32", faces=faces)
 
     redetect = run(config("r", None))
     clean = run(config("c", "clean"))
     assert clean.run_id != redetect.run_id
     a, b = redetect.results.frames, clean.results.frames
-    assert len(a) == len(b) == 13 * 2 * 2
+    assert len(a) == len(b) == 4 * 2 * 2
     key = ["sample_id", "cell", "frame"]
     merged = a.merge(b, on=key, suffixes=("_r", "_c"))
     clean_cell = merged[merged["cell"] == "none-0"]

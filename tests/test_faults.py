@@ -1,7 +1,8 @@
 """Nothing lost, nothing crashes: kills at random moments, Ctrl-C, ffmpeg dying, NaN scores, full disks.
 
-The kill test runs 3 trials in the default test run; its long version (20 trials, each bounded in time) is
-marked ``slow`` and runs with ``make test-slow``.
+`make test` runs Ctrl-C, too little free disk, NaN scores and concurrent writers; the kill tests (3 and 20 random
+SIGKILLs, each bounded in time), SIGTERM, a full disk, ffmpeg dying, the work-file limit and the repeat run are
+marked ``slow`` and run with ``make test-slow`` (both in ``.ci/run``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import torch
 
 import dfbench.pipeline as pipeline
 from dfbench.api import run
+from dfbench.config import RunConfig
 from dfbench.errors import DiskSpaceError
-from dfbench.pipeline import RunConfig
 
 CELLS = 13
 
@@ -61,6 +62,7 @@ def reference(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.
     return _frames(out / "scores.sqlite")
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_identical_scores(small_demo: Path, reference: pd.DataFrame, tmp_path: Path):
     subprocess.run(_args(small_demo, tmp_path / "again"), check=True, stdout=subprocess.DEVNULL, timeout=900)
     pd.testing.assert_frame_equal(_frames(tmp_path / "again" / "scores.sqlite"), reference, check_exact=True)
@@ -99,6 +101,7 @@ def _kill_trials(demo: Path, reference: pd.DataFrame, out: Path, trials: int, se
     return report
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_recomputes_nothing(small_demo: Path, reference: pd.DataFrame,
                                                                  tmp_path: Path):
     report = _kill_trials(small_demo, reference, tmp_path / "killed", trials=3, seed=2026)
@@ -128,17 +131,28 @@ def _ffmpeg_processes_under(folder: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130),
+                                              pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])
 def test_ctrl_c_or_sigterm_says_where_to_resume_and_the_resumed_run_completes(
         small_demo: Path, reference: pd.DataFrame, tmp_path: Path, signum: int, code: int):
     out = tmp_path / "interrupted"
+    # No race with the run: its second sample's ffmpeg waits for a gate that opens only after the signal is sent,
+    # so the run is always stopped inside that sample, after the first sample's rows are committed (what the loop
+    # waits for). (The gate must open: a signal reaches Python code only when the frame reader's blocking read
+    # returns, and the signal goes to dfbench alone, not to its ffmpeg as a terminal's Ctrl-C would.)
+    script = _fake_ffmpeg(tmp_path, f'case "$*" in *fake/clip_000*) while [ ! -e "{tmp_path}/gate" ]; do sleep 0.05; '
+                                    'done ;; esac')
     # A background shell starts children with SIGINT ignored; give the run the default disposition a terminal has.
     proc = subprocess.Popen(_args(small_demo, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DFBENCH_FFMPEG": str(script)},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    while time.time() < deadline and len(_tasks(out / "scores.sqlite")) < CELLS:
+    while time.time() < deadline and len(_tasks(out / "scores.sqlite")) < CELLS and proc.poll() is None:
         time.sleep(0.2)
+    assert len(_tasks(out / "scores.sqlite")) == CELLS and proc.poll() is None   # one sample done, the next held
     proc.send_signal(signum)
+    time.sleep(0.5)
+    (tmp_path / "gate").touch()
     _, err = proc.communicate(timeout=120)
     flat = " ".join(err.split())
     assert proc.returncode == code and "Run the same command again to resume" in flat and "Traceback" not in err
@@ -156,6 +170,7 @@ def _fake_ffmpeg(tmp_path: Path, body: str) -> Path:
     return script
 
 
+@pytest.mark.slow
 def test_ffmpeg_dying_on_one_sample_is_a_status_and_the_run_completes(small_demo: Path, tmp_path: Path):
     script = _fake_ffmpeg(tmp_path, 'case "$*" in *real/clip_001*) kill -9 $$ ;; esac')
     env = {**os.environ, "DFBENCH_FFMPEG": str(script)}
@@ -168,6 +183,7 @@ def test_ffmpeg_dying_on_one_sample_is_a_status_and_the_run_completes(small_demo
     assert set(statuses.values()) == {"ok"}
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_cleanly_and_the_run_resumes(small_demo: Path, reference: pd.DataFrame, tmp_path: Path):
     script = _fake_ffmpeg(tmp_path, 'case "$*" in *libx264*) echo "Error: No space left on device" >&2; exit 1 ;; esac')
     out = tmp_path / "run"
@@ -180,13 +196,14 @@ def test_a_full_disk_stops_cleanly_and_the_run_resumes(small_demo: Path, referen
     pd.testing.assert_frame_equal(_frames(out / "scores.sqlite"), reference, check_exact=True)
 
 
-def test_cache_limit_stops_cleanly_and_a_larger_limit_resumes(small_demo: Path, reference: pd.DataFrame,
+@pytest.mark.slow
+def test_work_limit_stops_cleanly_and_a_larger_limit_resumes(small_demo: Path, reference: pd.DataFrame,
                                                               tmp_path: Path):
     out = tmp_path / "run"
-    result = subprocess.run(_args(small_demo, out, "--cache-limit", "1K"), capture_output=True, text=True,
+    result = subprocess.run(_args(small_demo, out, "--work-limit", "1K"), capture_output=True, text=True,
                             timeout=900)
-    assert result.returncode == 1 and "--cache-limit" in result.stderr and "Traceback" not in result.stderr
-    subprocess.run(_args(small_demo, out, "--cache-limit", "1G"), check=True, stdout=subprocess.DEVNULL, timeout=900)
+    assert result.returncode == 1 and "--work-limit" in result.stderr and "Traceback" not in result.stderr
+    subprocess.run(_args(small_demo, out, "--work-limit", "1G"), check=True, stdout=subprocess.DEVNULL, timeout=900)
     pd.testing.assert_frame_equal(_frames(out / "scores.sqlite"), reference, check_exact=True)
 
 

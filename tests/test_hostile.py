@@ -111,6 +111,7 @@ def _outcome(out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("sample")
 
 
+@pytest.mark.slow   # a UHD video through every cell of video-ops
 def test_hostile_videos_become_statuses_and_the_run_completes(hostile: dict[str, Path], tmp_path: Path):
     result, peak = _run(hostile["videos"], "video-ops", tmp_path / "run")
     assert result.returncode == 0, result.stderr[-3000:]

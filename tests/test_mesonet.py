@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from dfbench.detectors import get_detector
-from dfbench.predict import read_image
+from dfbench.video.image import read_image
 
 MESONET = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mesonet"
 IMAGES = ("df/df00204.jpg", "df/df01254.jpg", "real/real00240.jpg", "real/real00772.jpg")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "compare_detectors.ipynb"
 
 
+@pytest.mark.slow
 def test_compare_detectors_notebook_executes(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("DFBENCH_NOTEBOOK_OUT", str(tmp_path / "runs"))
     monkeypatch.setenv("DFBENCH_NOTEBOOK_FRAMES", "1")

@@ -16,9 +16,9 @@ import pytest
 
 import dfbench.pipeline as pipeline
 from dfbench.api import load_results, run
+from dfbench.config import RunConfig
 from dfbench.copies import write_dataset_copies
 from dfbench.errors import ConfigError, StoreError
-from dfbench.pipeline import RunConfig
 
 CELLS = 13
 
@@ -78,6 +78,7 @@ def _rows(db: Path) -> pd.DataFrame:
         return pd.read_sql_query("SELECT sample_id, cell, frame, status, score FROM frames ORDER BY 1, 2, 3", con)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_without_recomputing_finished_samples(small_demo: Path, tmp_path: Path):
     args = [sys.executable, "-m", "dfbench", "run", "--detector", "effb2", "--weights", "random", "--frames", "2",
             "--dataset", str(small_demo / "manifest.csv"), "--split", "train", "--device", "cpu",
@@ -109,6 +110,7 @@ def test_a_killed_run_resumes_without_recomputing_finished_samples(small_demo: P
     pd.testing.assert_frame_equal(_rows(db), _rows(full / "scores.sqlite"))
 
 
+@pytest.mark.slow
 def test_scoring_written_copies_gives_the_in_process_scores(small_demo: Path, tmp_path: Path):
     manifest = str(small_demo / "manifest.csv")
     inproc = run(_config(small_demo, tmp_path / "inproc", batch_size=1))

@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from dfbench.api import run
-from dfbench.pipeline import RunConfig
+from dfbench.config import RunConfig
 from dfbench.reports import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
 from dfbench.results import load_results
 
@@ -24,7 +24,7 @@ def two_runs(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> list
     dirs = []
     for detector in ("effb2", "meso4"):
         config = RunConfig(detector=detector, weights="random", frames=2, dataset=str(small_demo / "manifest.csv"),
-                           split="train", out=root / detector, device="cpu", precision="fp32")
+                           split="train", limit=4, out=root / detector, device="cpu", precision="fp32")
         run(config)
         dirs.append(root / detector)
     return dirs

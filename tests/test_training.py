@@ -25,6 +25,7 @@ def _train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("detector,recipe,extra", [
     ("effb2", "trueface-effb2", ()),
     ("resnet68", "cutout", ("--micro-batch", "4")),
@@ -46,8 +47,9 @@ def test_every_recipe_trains_from_the_command_line(detector: str, recipe: str, e
     assert adapter.predict(torch.rand(2, 3, size, size)).shape == (2,)
 
 
-def test_a_stopped_training_resumes_after_its_last_epoch(tmp_path: Path):
-    config = TrainConfig(detector="efficientnet_lite0", dataset="demo", out=tmp_path / "w.pt", frames=1,
+def test_a_stopped_training_resumes_after_its_last_epoch(small_demo: Path, tmp_path: Path):
+    config = TrainConfig(detector="efficientnet_lite0", dataset=str(small_demo / "manifest.csv"), out=tmp_path / "w.pt",
+                         frames=1,
                          device="cpu", init="imagenet", overrides=Overrides(epochs=2, batch_size=16))
 
     def stop_in_epoch_2(epoch: int, batch: int, batches: int, loss: float) -> None:
@@ -138,6 +140,7 @@ def _deepfeaturex_starts(init: Path, tmp_path: Path, monkeypatch) -> tuple[dict[
 BASE_TAGS = ("[DM] ", "[GAN] ", "[REAL] ")
 
 
+@pytest.mark.slow   # trains on the full demo set (DM and GAN fakes), built for it
 def test_deepfeaturex_fine_tuning_starts_each_base_model_from_the_given_checkpoint(tmp_path: Path, monkeypatch):
     torch.manual_seed(1)
     given = build_deepfeaturex()
@@ -152,6 +155,7 @@ def test_deepfeaturex_fine_tuning_starts_each_base_model_from_the_given_checkpoi
     assert all(torch.equal(saved[k], v) for k, v in given.state_dict().items())   # nothing trained: the given model
 
 
+@pytest.mark.slow   # trains on the full demo set (DM and GAN fakes), built for it
 def test_deepfeaturex_base_models_start_from_a_torchvision_densenet121_file(tmp_path: Path, monkeypatch):
     import torchvision
 
@@ -217,7 +221,7 @@ class ScriptedTrainer:
     """A trainer whose validation numbers follow a script, to test selection and early stopping alone."""
 
     def __init__(self, settings: FitSettings, script: list[tuple[float, float]]) -> None:
-        self.s = settings
+        self.settings = settings
         self.script = iter(script)
         self.model = torch.nn.Linear(2, 2)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
@@ -268,6 +272,7 @@ def _colour_crops(dataset, spec, frames: int) -> Crops:
     return Crops(np.stack(images), np.asarray(labels, np.int64), np.asarray(methods), np.asarray(groups))
 
 
+@pytest.mark.slow
 def test_the_deepfeaturex_recipe_learns_classes_that_its_data_separates(tmp_path: Path, monkeypatch):
     """Both stages, wired as the recipe runs them, on crops whose class is their colour: the kept model must tell
     real from fake and name the fake's class on new crops. (On the demo's faces the classes barely differ.)"""

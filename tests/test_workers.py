@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from dfbench.api import run
+from dfbench.config import RunConfig
 from dfbench.errors import ConfigError
-from dfbench.pipeline import RunConfig, padded_rows, resolve_batch_size, resolve_workers
+from dfbench.pipeline import resolve_workers
+from dfbench.scoring import padded_rows, resolve_batch_size
 
 SUITE = "name: workers-test\nversion: 1\ncells: [none, {op: h264_crf, level: 40}, {op: downscale, level: 2}]\n"
 
@@ -82,7 +84,7 @@ def test_cuda_batches_come_in_at_most_four_shapes():
 def test_padding_rows_change_no_score(small_demo: Path, tmp_path: Path, monkeypatch):
     """The padded path (CUDA's) run on the CPU with batches of 8 (shapes 2, 4, 6, 8): the model sees only those
     sizes, padding did happen, and every frame's score is the one the unpadded run gives."""
-    from dfbench import pipeline
+    from dfbench import scoring
     from dfbench.detectors.base import DetectorAdapter
 
     suite = tmp_path / "workers-test.yaml"
@@ -99,7 +101,7 @@ def test_padding_rows_change_no_score(small_demo: Path, tmp_path: Path, monkeypa
                      batch_size=8)
     plain = run(config)
     plain_sizes, seen[:] = list(seen), []
-    monkeypatch.setattr(pipeline, "padded_rows", lambda n, size, device: padded_rows(n, size, "cuda"))
+    monkeypatch.setattr(scoring, "padded_rows", lambda n, size, device: padded_rows(n, size, "cuda"))
     padded = run(replace(config, out=tmp_path / "padded"))
     assert set(seen) <= {2, 4, 6, 8} and sum(seen) > sum(plain_sizes)
     assert len(seen) == len(plain_sizes)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from dfbench.data.manifest import Dataset, validate
-from dfbench.errors import DatasetError, MissingFileError
+from dfbench.errors import DatasetError, MissingFileError, UnknownNameError
+from dfbench.registry import unknown_name
 from dfbench.video.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
@@ -26,6 +27,12 @@ def load_dataset(spec: str, problems: list[str] | None = None) -> Dataset:
     if parse_spec(spec) is not None:
         return load_layout(spec, problems)
     path = Path(spec).expanduser().absolute()   # rows hold absolute paths, whatever the working folder
+    kind, colon, _ = spec.partition(":")
+    if not path.exists() and colon and len(kind) > 1 and kind.isidentifier():   # kind:ROOT, not C:\ or a path
+        from dfbench.data.layouts import LOADERS
+
+        error = unknown_name("dataset layout", kind, LOADERS, "README.md, Your own test set")
+        raise UnknownNameError(f"{error.args[0]} Or {spec!r} is a path that does not exist.")
     if not path.exists():
         raise MissingFileError(f"Dataset {spec!r} does not exist: give a folder with real/ and fake/, a .csv or "
                                ".parquet manifest, or 'demo'.")

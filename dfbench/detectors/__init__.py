@@ -1,6 +1,7 @@
-"""Deepfake detector adapters: one module per adapter, registered under its file name."""
+"""Deepfake detector adapters: one module per adapter, each registered under its card's key."""
 
-from dfbench.detectors.base import DETECTORS, DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import DETECTORS, register_detector
 
 
 def get_detector(key: str) -> DetectorAdapter:

@@ -6,18 +6,14 @@ itself. `predict` returns P(fake) per face, shape (N,), in [0, 1].
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from dfbench.errors import CheckpointError, ConfigError, DetectorOutputError, MissingFileError
 from dfbench.faces.crop import CropSpec
-from dfbench.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -25,8 +21,6 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-ENTRY_POINT_GROUP = "dfbench.detectors"
-_NOT_ADAPTERS = {"base", "checkpoints", "timm_models"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +28,7 @@ class DetectorCard:
     """Everything about a detector that changes its scores.
 
     Attributes:
-        key: registry key (CLI ``--detector``).
+        key: registry key (CLI ``--detector``), written only here: ``@register_detector`` reads it.
         title: human name and variant.
         reference: the paper or code the adapter follows.
         input_size: side of the square input in pixels.
@@ -271,34 +265,3 @@ class DetectorAdapter:
         output = self.forward(faces)
         with torch.no_grad():
             return self.class_probabilities(output).float().cpu()
-
-
-def _import_adapter(key: str) -> None:
-    if key.startswith("timm:"):
-        from dfbench.detectors.timm_models import register_timm
-
-        register_timm(key)
-        return
-    name = key.split(":", 1)[0]
-    if name not in _NOT_ADAPTERS and importlib.util.find_spec(f"dfbench.detectors.{name}") is not None:
-        importlib.import_module(f"dfbench.detectors.{name}")
-        return
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == key:
-            adapter = ep.load()
-            if key not in DETECTORS._entries:
-                DETECTORS.add(key, adapter)
-            return
-
-
-def _discover() -> list[str]:
-    from dfbench import detectors as package
-
-    names = [m.name for m in pkgutil.iter_modules(package.__path__)
-             if not m.name.startswith("_") and m.name not in _NOT_ADAPTERS]
-    return names + [ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
-
-
-DETECTORS: Registry[type[DetectorAdapter]] = Registry("detector", "dfbench list detectors",
-                                                      loader=_import_adapter, discover=_discover)
-register_detector = DETECTORS.register

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.errors import CheckpointError
 from dfbench.faces.crop import CropSpec
 
@@ -102,7 +103,7 @@ def _vgg19_head():
     return list(torchvision.models.vgg19(weights=None).features.children())[:VGG_LAYERS]
 
 
-@register_detector("capsule")
+@register_detector
 class CapsuleForensics(DetectorAdapter):
     """Capsule-Forensics-v2, binary (real vs fake)."""
 

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.errors import CheckpointError
 from dfbench.faces.crop import CropSpec
 
@@ -89,7 +90,7 @@ def _base_state(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if not k.startswith("classifier.")}
 
 
-@register_detector("deepfeaturex")
+@register_detector
 class DeepFeatureXNet(DetectorAdapter):
     """DeepFeatureX Net, DenseNet-121 base models."""
 

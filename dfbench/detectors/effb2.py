@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dfbench.detectors._efficientnet import is_lukemelas, is_torchvision, lukemelas_to_timm, torchvision_to_timm
-from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.faces.crop import CropSpec
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 
-@register_detector("effb2")
+@register_detector
 class EfficientNetB2(DetectorAdapter):
     """timm ``efficientnet_b2`` (torchvision layout), 2 classes, P(fake) = softmax index 1."""
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dfbench.detectors._efficientnet import is_lukemelas, lukemelas_to_timm
-from dfbench.detectors.base import DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.errors import CheckpointError
 from dfbench.faces.crop import CropSpec
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 
-@register_detector("efficientnet_lite0")
+@register_detector
 class EfficientNetLite0(DetectorAdapter):
     """timm ``tf_efficientnet_lite0``, 2 classes, inputs scaled to [-1, 1]."""
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dfbench.detectors.base import DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.faces.crop import CropSpec
 
 if TYPE_CHECKING:
     import torch
 
 
-@register_detector("inception_resnet_v2")
+@register_detector
 class InceptionResNetV2(DetectorAdapter):
     """timm ``inception_resnet_v2``, 2 classes, inputs scaled to [-1, 1] (timm's config for it)."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dfbench.detectors._mesonet import MesoNetAdapter, mesonet_card
-from dfbench.detectors.base import register_detector
+from dfbench.detectors.registry import register_detector
 
 
-@register_detector("meso4")
+@register_detector
 class Meso4(MesoNetAdapter):
     """Meso4 with the authors' weights; P(fake) = 1 - sigmoid."""
 

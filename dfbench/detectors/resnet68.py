@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import IMAGENET_MEAN, IMAGENET_STD, DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.faces.crop import CropSpec
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 STAGE_BLOCKS = (3, 4, 12, 3)
 
 
-@register_detector("resnet68")
+@register_detector
 class ResNet68(DetectorAdapter):
     """Bottleneck ResNet with 68 weighted layers, 2 classes."""
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dfbench.detectors._efficientnet import is_lukemelas, lukemelas_to_timm
-from dfbench.detectors.base import DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.faces.crop import CropSpec
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 
-@register_detector("sbi")
+@register_detector
 class SelfBlendedImages(DetectorAdapter):
     """timm ``tf_efficientnet_b4``, 2 classes, input RGB in [0, 1] without normalisation."""
 

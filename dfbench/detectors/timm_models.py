@@ -8,7 +8,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
-from dfbench.detectors.base import DETECTORS, DetectorAdapter, DetectorCard
+from dfbench.detectors.base import DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import DETECTORS
 from dfbench.errors import UnknownNameError
 from dfbench.faces.crop import CropSpec
 
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
 PREFIX = "timm:"
 
 
-def register_timm(key: str) -> None:
-    """Register an adapter for ``timm:<name>``; an unknown timm name is an UnknownNameError with near names."""
+def timm_adapter(key: str) -> type[DetectorAdapter]:
+    """An adapter class for ``timm:<name>``; an unknown timm name is an UnknownNameError with near names."""
     import timm
 
     name = key[len(PREFIX):]
@@ -41,6 +42,8 @@ def register_timm(key: str) -> None:
     def build(self: DetectorAdapter) -> torch.nn.Module:
         return timm.create_model(name, pretrained=False, num_classes=2)
 
-    adapter = type(f"Timm_{name}", (DetectorAdapter,), {"card": card, "build": build,
-                                                         "__doc__": f"timm {name} with a 2-class head."})
-    DETECTORS.add(key, adapter)
+    return type(f"Timm_{name}", (DetectorAdapter,), {"card": card, "build": build,
+                                                     "__doc__": f"timm {name} with a 2-class head."})
+
+
+DETECTORS.add_prefix(PREFIX, timm_adapter)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dfbench.detectors.base import DetectorAdapter, DetectorCard, register_detector
+from dfbench.detectors.base import DetectorAdapter, DetectorCard
+from dfbench.detectors.registry import register_detector
 from dfbench.faces.crop import CropSpec
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def ffpp_to_timm(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@register_detector("xception")
+@register_detector
 class XceptionFFPP(DetectorAdapter):
     """timm ``legacy_xception`` with a 2-class head."""
 

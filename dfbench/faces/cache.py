@@ -31,27 +31,17 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 import numpy as np
 
-import dfbench
-from dfbench.faces.crop import CropSpec
+from dfbench.faces.crop import CropSpec, Owner, SampleCrops
 from dfbench.faces.finder import Face
-from dfbench.provenance import stable_hash
+from dfbench.hashing import stable_hash
+from dfbench.version import __version__
 
 log = logging.getLogger(__name__)
 FORMAT = 2            # 2: crops in a memory-mapped .npy beside an .npz index that holds the sampled frames
-Owner = tuple[str, int]            # (cell id, frame index)
-
-
-class CachedCrops(NamedTuple):
-    """The crops of one sample, in the shape `pipeline.collect_faces` returns them."""
-
-    crops: np.ndarray               # N x size x size x 3 uint8, memory-mapped (copy-on-write) when all are wanted
-    owners: list[Owner]
-    seen: dict[Owner, int]
-    indices: list[int]              # the sampled frame indices (no need to probe the video again)
 
 
 class FaceCache:
@@ -59,7 +49,7 @@ class FaceCache:
 
     def __init__(self, root: Path, suite_hash: str, finder: dict[str, object], keep_crops: bool = False) -> None:
         self.key = stable_hash({"format": FORMAT, "suite": suite_hash, "finder": finder,
-                                "dfbench": dfbench.__version__})
+                                "dfbench": __version__})
         self.folder = Path(root) / self.key
         self.keep_crops = keep_crops
 
@@ -76,7 +66,7 @@ class FaceCache:
             log.warning("Ignoring unreadable face cache file %s (%s); finding the faces again.", file, exc)
             return None
 
-    def crops(self, sample_id: str, path: Path, spec: CropSpec, cells: list[str]) -> CachedCrops | None:
+    def crops(self, sample_id: str, path: Path, spec: CropSpec, cells: list[str]) -> SampleCrops | None:
         """The crops cut with `spec` for `cells`, or None when they were not kept for all of them.
 
         When every kept cell is wanted the crops come back memory-mapped (nothing is read until used);
@@ -107,26 +97,27 @@ class FaceCache:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             log.warning("Ignoring unreadable crop cache file %s (%s); cutting the crops again.", file, exc)
             return None
-        return CachedCrops(images, owners, seen, indices)
+        return SampleCrops(sample_id, tuple(cells), indices, images, owners, seen, {})
 
-    def save(self, sample_id: str, path: Path, cells: list[str], faces: dict[Owner, list[Face]], spec: CropSpec,
-             crops: np.ndarray, owners: list[Owner], seen: dict[Owner, int], indices: list[int]) -> None:
-        """Keep the faces of `cells` (and the crops, with ``keep_crops``); a failed write only logs a warning.
+    def save(self, path: Path, gathered: SampleCrops, spec: CropSpec) -> None:
+        """Keep the faces of a gathered sample (and its crops, with ``keep_crops``); a failed write only logs a
+        warning.
 
         The crops go to a new ``.npy`` file first and the index that names it second, so a reader sees either the
         old pair or the new one, never a mix; the superseded ``.npy`` is removed after."""
+        sample_id, cells, owners, seen = gathered.sample_id, list(gathered.cells), gathered.owners, gathered.seen
         frames = [[cell, index, [[f.x1, f.y1, f.x2, f.y2, f.confidence] for f in found]]
-                  for (cell, index), found in sorted(faces.items())]
+                  for (cell, index), found in sorted((gathered.faces or {}).items())]
         try:
             payload = json.dumps({"sample_id": sample_id, "cells": cells, "frames": frames}).encode()
             _atomic_write(self._file(sample_id, path, "faces", ".json"), lambda out: out.write(payload))
             if self.keep_crops:
                 file = self._file(sample_id, path, self._spec_folder(spec), ".npz")
                 pixels = file.with_name(f"{file.stem}-{secrets.token_hex(4)}.npy")
-                images = np.ascontiguousarray(crops, dtype=np.uint8)
+                images = np.ascontiguousarray(gathered.crops, dtype=np.uint8)
                 _atomic_write(pixels, lambda out: np.save(out, images, allow_pickle=False))
                 index = {"cells": np.array(cells), "pixels": np.array(pixels.name),
-                         "indices": np.array(indices, dtype=np.int64),
+                         "indices": np.array(gathered.indices, dtype=np.int64),
                          "owner_cell": np.array([c for c, _ in owners], dtype=str),
                          "owner_index": np.array([i for _, i in owners], dtype=np.int64),
                          "seen_cell": np.array([c for c, _ in seen], dtype=str),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -104,3 +104,41 @@ def resize_square(image: np.ndarray, size: int, interpolation: str) -> np.ndarra
     flag = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC,
             "nearest": cv2.INTER_NEAREST}[interpolation]
     return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=flag)
+
+
+Owner = tuple[str, int]            # (cell id, frame index) of a crop
+
+
+class SampleCrops(NamedTuple):
+    """One sample's crops, ready for the model: what gathering yields, what the face cache keeps and what scoring
+    takes, for `run`, `predict` and training alike.
+
+    Attributes:
+        sample_id: the sample.
+        cells: the ids of the cells gathered.
+        indices: the sampled frame indices.
+        crops: N x size x size x 3 uint8 RGB (memory-mapped when read from kept crops).
+        owners: the (cell, frame) of each crop.
+        seen: faces cut per received (cell, frame); a sampled frame that never arrived has no entry.
+        failures: cells ffmpeg failed on -> message (their crops, if any, are not scored).
+        faces: every face found (or mapped) per received (cell, frame), for the face cache; None when the crops
+            came from kept crops.
+        seconds: the time gathering took.
+        unreadable: why the file could not be probed (then every cell is a decode error), else None.
+    """
+
+    sample_id: str
+    cells: tuple[str, ...]
+    indices: list[int]
+    crops: np.ndarray
+    owners: list[Owner]
+    seen: dict[Owner, int]
+    failures: dict[str, str]
+    faces: dict[Owner, list[Face]] | None = None
+    seconds: float = 0.0
+    unreadable: str | None = None
+
+
+def no_crops(spec: CropSpec) -> np.ndarray:
+    """An empty crop array of `spec`'s shape (0 x size x size x 3 uint8)."""
+    return np.zeros((0, spec.size, spec.size, 3), np.uint8)

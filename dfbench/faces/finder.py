@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from dfbench.errors import ConfigError
+from dfbench.registry import unknown_name
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,13 @@ class WholeFrameFinder:
         return {"finder": self.name}
 
 
+FINDERS = ("mtcnn", "none")
+
+
 def make_finder(name: str) -> FaceFinder:
     """A finder by name: ``mtcnn`` (default) or ``none`` (whole frame)."""
     if name == "mtcnn":
         return MTCNNFinder()
     if name == "none":
         return WholeFrameFinder()
-    raise ConfigError(f"Unknown face finder {name!r}. Allowed: 'mtcnn', 'none'.")
+    raise unknown_name("face finder", name, FINDERS, "README.md, Frames, faces, scores")

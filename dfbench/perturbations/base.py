@@ -8,13 +8,18 @@ ordered list of steps. A `FilterStep` is an ffmpeg filter applied to every decod
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from dfbench.errors import ConfigError
+from dfbench.hashing import stable_hash
 from dfbench.perturbations.geometry import IDENTITY, Geometry
 from dfbench.registry import Registry
 
@@ -85,6 +90,8 @@ class Operation:
         build: maps (level, seed) to the steps.
         summary: one line for `dfbench list ops`.
         media: the media it applies to (``video``, ``image``).
+        settings: values beyond the level that set its numbers and live outside its code (a platform profile's
+            content); part of its `fingerprint`.
     """
 
     name: str
@@ -101,6 +108,7 @@ class Operation:
     integer_levels: bool = True
     short: str = ""
     media: frozenset[str] = frozenset({"video", "image"})
+    settings: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def label(self, level: Level) -> str:
         """A compact column label, e.g. ``crf23`` or ``1/4``."""
@@ -128,8 +136,85 @@ class Operation:
         """The processing steps for `level`; `seed` only matters when the op is stochastic."""
         return tuple(self.build(self.check_level(level), seed))
 
+    def fingerprint(self, level: Level) -> str:
+        """A hash of every number the op uses at `level`: its version, its steps as built (filter expressions,
+        encoder options, and each Python step's function with the values it closes over) and its `settings`.
+        Suites put it into their hash, so a changed parameter gives a new run id and face-cache key. The steps
+        are built with seed 0: a seed is chosen per sample, it is not a parameter."""
+        steps = [describe(step) for step in self.steps(level, 0)]
+        return stable_hash({"op": self.name, "version": self.version, "level": format_level(self.check_level(level)),
+                            "steps": steps, "settings": describe(self.settings)})
+
 
 OPERATIONS: Registry[Operation] = Registry("operation", "dfbench list ops")
+
+
+MAX_DESCRIBE_DEPTH = 12   # ours: deeper nesting in a step's closure is cut (and marked), never an endless walk
+
+
+def describe(value: Any, depth: int = 0) -> Any:
+    """A JSON-able, process-independent description of a step or of a value a step uses.
+
+    Callables are described by their qualified name and the values they close over (closure cells, defaults,
+    a partial's arguments), recursively; arrays by their shape, dtype and a hash of their bytes; other objects by
+    their type and, for dataclasses, their fields. No memory address ever enters it.
+
+    Example:
+        >>> describe(FilterStep("hflip"))
+        {'type': 'FilterStep', 'fields': {'expr': 'hflip', 'temporal': False}}
+    """
+    if depth > MAX_DESCRIBE_DEPTH:
+        return "<deeper>"
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, np.generic):
+        return describe(value.item(), depth + 1)
+    if isinstance(value, np.ndarray):
+        return {"array": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16],
+                "shape": list(value.shape), "dtype": str(value.dtype)}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [describe(v, depth + 1) for v in value]
+        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, Mapping):
+        return {str(k): describe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, functools.partial):
+        return {"partial": describe(value.func, depth + 1), "args": describe(value.args, depth + 1),
+                "keywords": describe(value.keywords, depth + 1)}
+    if isinstance(value, types.ModuleType):
+        return {"module": value.__name__}
+    if isinstance(value, (types.FunctionType, types.MethodType)):
+        function = value.__func__ if isinstance(value, types.MethodType) else value
+        code = function.__code__
+        cells = dict(zip(code.co_freevars, [_cell(c) for c in function.__closure__ or ()], strict=True))
+        return {"function": f"{function.__module__}.{function.__qualname__}",
+                "closure": describe(cells, depth + 1), "defaults": describe(function.__defaults__, depth + 1),
+                "kwdefaults": describe(function.__kwdefaults__, depth + 1)}
+    if isinstance(value, types.BuiltinFunctionType):
+        return {"builtin": f"{getattr(value, '__module__', None)}.{value.__qualname__}"}
+    if callable(value) and not isinstance(value, type):
+        kind = type(value)
+        if dataclasses.is_dataclass(value):
+            return {"type": kind.__qualname__, "fields": describe(_fields(value), depth + 1)}
+        return {"callable": f"{kind.__module__}.{kind.__qualname__}", "state": describe(vars(value), depth + 1)
+                if hasattr(value, "__dict__") else None}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"type": type(value).__qualname__, "fields": describe(_fields(value), depth + 1)}
+    if isinstance(value, type):
+        return {"class": f"{value.__module__}.{value.__qualname__}"}
+    return {"object": f"{type(value).__module__}.{type(value).__qualname__}"}
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+
+
+def _cell(cell: Any) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:          # a cell not filled yet (a function defined later in the same scope)
+        return "<empty>"
 
 
 def operation(
@@ -146,15 +231,18 @@ def operation(
     integer_levels: bool = True,
     short: str = "",
     media: tuple[str, ...] = ("video", "image"),
+    settings: Mapping[str, Any] | None = None,
+    replace: bool = False,
 ) -> Callable[[Callable[[Level, int], Sequence[Step]]], Operation]:
-    """Decorator that registers a step-building function as an `Operation`."""
+    """Decorator that registers a step-building function as an `Operation` (`replace`: over an existing one of
+    the same name, as a user's platform profile does)."""
 
     def decorate(build: Callable[[Level, int], Sequence[Step]]) -> Operation:
         summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
         geometry_of = geometry if callable(geometry) else (lambda _level: geometry)
         op = Operation(name, category, version, unit, levels, level_range, stochastic, geometry_of,
-                       source, build, summary, integer_levels, short, frozenset(media))
-        return OPERATIONS.add(name, op)
+                       source, build, summary, integer_levels, short, frozenset(media), settings)
+        return OPERATIONS.replace(name, op) if replace else OPERATIONS.add(name, op)
 
     return decorate
 

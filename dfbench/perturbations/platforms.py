@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dfbench.errors import ConfigError
-from dfbench.perturbations.base import OPERATIONS, EncodeStep, FilterStep, FrameStep, Level, Step, operation
+from dfbench.perturbations.base import EncodeStep, FilterStep, FrameStep, Level, Step, operation
 from dfbench.yamlio import check_keys, load_yaml, typed_field
 
 COMMON_KEYS = {"name", "kind", "date", "provisional", "sources"}
@@ -144,9 +144,11 @@ def _register(profile: Profile) -> None:
         build.__doc__ = (f"{profile.name}: shorter side <= {cap}, libx264 {settings['profile']} CRF {settings['crf']}, "
                          "yuv420p.")
         media = ("video",)
-    OPERATIONS._entries.pop(profile.op_name, None)  # a user's file replaces a shipped profile of the same name
+    content = {"name": profile.name, "kind": profile.kind, "date": profile.date, "provisional": profile.provisional,
+               "sources": list(profile.sources), **settings}
+    # a user's file replaces a shipped profile of the same name; its content is part of the op's fingerprint
     operation(profile.op_name, category="social", version=1, source=profile.source, short=profile.name,
-              media=media)(build)
+              media=media, settings=content, replace=True)(build)
 
 
 def register_profiles() -> list[Profile]:

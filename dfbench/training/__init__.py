@@ -20,6 +20,7 @@ from dfbench.detectors.deepfeaturex import BASES, densenet_backbone_state, head_
 from dfbench.errors import CheckpointError, ConfigError
 from dfbench.outputs import prepare_file
 from dfbench.provenance import git_hash
+from dfbench.registry import unknown_name
 from dfbench.training.data import Crops, extract_crops, split_for_training, split_groups
 from dfbench.training.loop import FitResult, Progress, Trainer, fit, model_input
 from dfbench.training.recipes import (
@@ -62,7 +63,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
-            raise ConfigError(f"Unknown recipe {self.recipe!r}; choose one of: {', '.join(RECIPES)}.")
+            raise unknown_name("training recipe", self.recipe, RECIPES, "dfbench train --help")
         if self.frames < 1 or (self.val_fraction is not None and not 0 < self.val_fraction < 1):
             raise ConfigError("--frames must be >= 1 and --val-fraction in (0, 1).")
         if self.save_dtype not in ("fp32", "fp16"):
@@ -216,7 +217,7 @@ def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set
                       positive=2)
     log(f"stage 2, head: {len(head_train)} crops, class weights 1/count = {np.round(weights, 5).tolist()}")
     result = fit(trainer, head_train, head_val, Path(config.out), log, progress, "[head] ")
-    stages["head"] = _stage(result, trainer.s)
+    stages["head"] = _stage(result, trainer.settings)
     head.load_state_dict(result.state)
     return {k: v.detach().cpu().clone() for k, v in complete.state_dict().items()}, stages
 

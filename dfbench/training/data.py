@@ -13,10 +13,7 @@ from dfbench.cache import cache_root
 from dfbench.data import Dataset
 from dfbench.errors import DatasetError
 from dfbench.faces import CropSpec, make_finder
-from dfbench.perturbations import OPERATIONS
-from dfbench.pipeline import StageClock, collect_faces
-from dfbench.video.engine import CellPlan
-from dfbench.video.probe import media_of, probe_video, sample_indices
+from dfbench.gather import Gatherer, clean_suite
 
 CROPS_VERSION = 1
 
@@ -88,24 +85,21 @@ def split_groups(dataset: Dataset, seed: int) -> tuple[Dataset, Dataset]:
 
 
 def extract_crops(dataset: Dataset, spec: CropSpec, frames: int) -> Crops:
-    """Face crops of the clean samples, found and cut as `dfbench run` does; cached by content."""
+    """Face crops of the clean samples, gathered as ``dfbench run --suite clean`` gathers them; cached by content."""
     key = hashlib.sha256(json.dumps({"v": CROPS_VERSION, "data": dataset.hash, "ids": list(dataset.table["sample_id"]),
                                      "spec": asdict(spec), "frames": frames}, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_root() / "crops" / f"{key}.npz"
     if path.is_file():
         with np.load(path) as data:
             return Crops(data["images"], data["labels"], data["methods"], data["groups"])
-    finder = make_finder("none" if spec.whole_frame else "mtcnn")
-    plan = [CellPlan("none-0", tuple(OPERATIONS.get("none").steps(0, 0)))]
+    gatherer = Gatherer(clean_suite(frames), make_finder("none" if spec.whole_frame else "mtcnn"), spec)
     images, labels, methods, groups = [], [], [], []
     for sample in dataset.table.itertuples():
-        info = probe_video(Path(sample.path))
-        indices = sample_indices(info.frame_count, frames)
-        collected = collect_faces(finder, spec, plan, Path(sample.path), indices, None, StageClock(),
-                                  media_of(sample.path), None, info.fps)
-        found, failures = collected.crops, collected.failures
-        if failures:
-            raise DatasetError(f"Cannot decode training sample {sample.sample_id!r}: {failures['none-0']}")
+        gathered = gatherer.gather_all(str(sample.sample_id), Path(sample.path))
+        problem = gathered.unreadable or next(iter(gathered.failures.values()), None)
+        if problem:
+            raise DatasetError(f"Cannot decode training sample {sample.sample_id!r}: {problem}")
+        found = list(gathered.crops)
         images.extend(found)
         labels += [int(sample.label)] * len(found)
         methods += [str(sample.method)] * len(found)

@@ -97,11 +97,12 @@ def self_blended(crops: np.ndarray, face_scale: float, rng: np.random.Generator)
 
 
 def model_input(crops: np.ndarray, device: str, normalize: Callable):
-    """uint8 crops N x H x W x 3 as the model's input: float N x 3 x H x W on `device`, normalised, channels-last."""
+    """uint8 crops N x H x W x 3 as the model's input: `scoring.to_model_input`, normalised, channels-last."""
     import torch
 
-    x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float().div_(255)
-    return normalize(x).contiguous(memory_format=torch.channels_last)
+    from dfbench.scoring import to_model_input
+
+    return normalize(to_model_input(crops, device)).contiguous(memory_format=torch.channels_last)
 
 
 class SAM:
@@ -158,7 +159,8 @@ class Trainer:
                  class_weights: np.ndarray | None = None, positive: int = 1) -> None:
         import torch
 
-        self.model, self.normalize, self.s, self.device, self.precision = model, normalize, settings, device, precision
+        self.model, self.normalize, self.settings = model, normalize, settings
+        self.device, self.precision = device, precision
         self.positive = positive
         weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=device)
         self.ce = torch.nn.CrossEntropyLoss(weight=weight)
@@ -190,7 +192,7 @@ class Trainer:
     def _loss(self, logits, labels):
         import torch
 
-        if self.s.loss == "bce":
+        if self.settings.loss == "bce":
             margin = logits[:, 1] - logits[:, 0]
             return torch.nn.functional.binary_cross_entropy_with_logits(margin, labels.float())
         return self.ce(logits, labels)
@@ -198,8 +200,8 @@ class Trainer:
     def _step(self, crops: np.ndarray, labels: np.ndarray) -> float:
         import torch
 
-        chunk = self.s.micro_batch or len(crops)
-        passes = 2 if self.s.optimizer == "sam" else 1
+        chunk = self.settings.micro_batch or len(crops)
+        passes = 2 if self.settings.optimizer == "sam" else 1
         total = 0.0
         for attempt in range(passes):
             self.optimizer.zero_grad(set_to_none=True)
@@ -210,7 +212,7 @@ class Trainer:
                 loss = self._loss(self._logits(crops[part]), target) * (len(target) / len(crops))
                 loss.backward()
                 total += float(loss.detach())
-            if self.s.optimizer == "sam":
+            if self.settings.optimizer == "sam":
                 self.optimizer.first_step() if attempt == 0 else self.optimizer.second_step()
             else:
                 self.optimizer.step()
@@ -218,21 +220,21 @@ class Trainer:
 
     def _batch(self, data: Crops, index: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         crops, labels = data.images[index], data.labels[index]
-        if self.s.self_blend:
-            fakes = self_blended(crops, self.s.face_scale, rng)
+        if self.settings.self_blend:
+            fakes = self_blended(crops, self.settings.face_scale, rng)
             crops = np.concatenate([crops, fakes])
             labels = np.concatenate([np.zeros(len(fakes), np.int64), np.ones(len(fakes), np.int64)])
-        if self.s.flip:
+        if self.settings.flip:
             flip = rng.random(len(crops)) < 0.5
             crops = crops.copy()
             crops[flip] = crops[flip][:, :, ::-1]
-        if self.s.cutout:
-            crops = cutout(crops, self.s.cutout, rng)
+        if self.settings.cutout:
+            crops = cutout(crops, self.settings.cutout, rng)
         return crops, labels
 
     def train_epoch(self, data: Crops, rng: np.random.Generator, epoch: int, progress: Progress | None) -> float:
         self.model.train()
-        per_step = self.s.drawn_per_step
+        per_step = self.settings.drawn_per_step
         order = rng.permutation(len(data))
         batches = [order[i:i + per_step] for i in range(0, len(order), per_step)]
         total, seen = 0.0, 0
@@ -253,8 +255,8 @@ class Trainer:
         self.model.eval()
         total, scores = 0.0, []
         with torch.inference_mode():
-            for start in range(0, len(data), self.s.batch_size):
-                part = slice(start, start + self.s.batch_size)
+            for start in range(0, len(data), self.settings.batch_size):
+                part = slice(start, start + self.settings.batch_size)
                 logits = self._logits(data.images[part])
                 target = torch.from_numpy(data.labels[part]).to(self.device)
                 total += float(self._loss(logits, target)) * len(target)
@@ -273,12 +275,12 @@ class Trainer:
     def after_epoch(self, epoch: int, val_loss: float) -> None:
         if self.plateau is not None:
             self.plateau.step(val_loss)
-        if self.s.linear_decay_from is not None:
-            start = int(self.s.epochs * self.s.linear_decay_from)
+        if self.settings.linear_decay_from is not None:
+            start = int(self.settings.epochs * self.settings.linear_decay_from)
             if epoch >= start:
-                factor = max(0.0, (self.s.epochs - epoch) / max(1, self.s.epochs - start))
+                factor = max(0.0, (self.settings.epochs - epoch) / max(1, self.settings.epochs - start))
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self.s.lr * factor
+                    group["lr"] = self.settings.lr * factor
 
 
 def fit(trainer: Trainer, train: Crops, val: Crops, checkpoint: Path, log: Callable[[str], None],
@@ -287,10 +289,10 @@ def fit(trainer: Trainer, train: Crops, val: Crops, checkpoint: Path, log: Calla
     ``.last`` file when an earlier run with the same settings stopped."""
     import torch
 
-    s = trainer.s
+    settings = trainer.settings
     last = checkpoint.with_name(checkpoint.name + ".last")
-    rng = np.random.default_rng([s.seed, 17])
-    state = _resume(last, trainer, s)
+    rng = np.random.default_rng([settings.seed, 17])
+    state = _resume(last, trainer, settings)
     start, best, best_state, times = 1, (np.inf, 0, np.nan, np.nan), {}, []
     lowest = (np.inf, 0)   # (val loss, epoch): what early stopping watches
     if state is not None:
@@ -299,20 +301,20 @@ def fit(trainer: Trainer, train: Crops, val: Crops, checkpoint: Path, log: Calla
         best_state = state["best_state"]
         rng.bit_generator.state = state["rng"]
         log(f"{tag}resuming after epoch {state['epoch']} from {last}")
-    per_step = s.drawn_per_step
+    per_step = settings.drawn_per_step
     if train is not None and 0 < len(train) < per_step:
         log(f"{tag}note: the batch of {per_step} crops is larger than the {len(train)} training crops, so each "
             f"epoch is one optimiser step; --batch-size sets a smaller batch")
     epoch = start - 1
-    for epoch in range(start, s.epochs + 1):
+    for epoch in range(start, settings.epochs + 1):
         t0 = time.perf_counter()
         train_loss = trainer.train_epoch(train, rng, epoch, progress)
         val_loss, val_auc, val_acc = trainer.evaluate(val)
         times.append(time.perf_counter() - t0)
         trainer.after_epoch(epoch, val_loss)
-        if s.select == "val_loss":
+        if settings.select == "val_loss":
             better = val_loss < best[0]
-        elif s.select == "val_auc":
+        elif settings.select == "val_auc":
             better = not (val_auc <= best[2])
         else:
             better = bool(np.isnan(best[3]) or val_acc > best[3] or (val_acc == best[3] and val_loss < best[0]))
@@ -324,11 +326,11 @@ def fit(trainer: Trainer, train: Crops, val: Crops, checkpoint: Path, log: Calla
         log(f"{tag}epoch {epoch:3d}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  val AUC {val_auc:.4f}  "
             f"val acc {val_acc:.4f}  lr {trainer.lr():.1e}  {times[-1]:.0f} s{'  *' if better else ''}")
         last.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"settings": asdict(s), "epoch": epoch, "best": list(best), "lowest": list(lowest),
+        torch.save({"settings": asdict(settings), "epoch": epoch, "best": list(best), "lowest": list(lowest),
                     "best_state": best_state, "times": times, "rng": rng.bit_generator.state,
                     "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict()}, last)
-        if s.patience is not None and epoch - lowest[1] >= s.patience:
-            log(f"{tag}early stop: no lower validation loss for {s.patience} epochs")
+        if settings.patience is not None and epoch - lowest[1] >= settings.patience:
+            log(f"{tag}early stop: no lower validation loss for {settings.patience} epochs")
             break
     last.unlink(missing_ok=True)
     return FitResult(best_state, int(best[1]), float(best[0]), float(best[2]), epoch,

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from dfbench.errors import ConfigError, DatasetError
+from dfbench.registry import unknown_name
 from dfbench.training.data import Crops
 from dfbench.training.loop import FitSettings
 
@@ -58,26 +59,26 @@ class Overrides:
     seed: int = 0
 
 
-def settings_for(recipe: str, detector: str, o: Overrides) -> FitSettings:
+def settings_for(recipe: str, detector: str, overrides: Overrides) -> FitSettings:
     """The fit settings of `recipe` for `detector`, with the overrides applied."""
     if recipe == "trueface-effb2":
-        s = FitSettings("adamw", 3e-4, 64, 100, patience=10, plateau=(10, 1e-6), flip=True, select="val_acc")
+        settings = FitSettings("adamw", 3e-4, 64, 100, patience=10, plateau=(10, 1e-6), flip=True, select="val_acc")
     elif recipe == "cutout":
-        with_cutout = o.cutout
+        with_cutout = overrides.cutout
         lr = 1e-4 if with_cutout else CUTOUT_LR.get(detector, 1e-4)
         epochs = 10 if with_cutout or detector != "resnet68" else 100
-        s = FitSettings("adam", lr, 1000 if detector == "resnet68" else 64, epochs, loss="bce",
+        settings = FitSettings("adam", lr, 1000 if detector == "resnet68" else 64, epochs, loss="bce",
                         cutout=0.5 if with_cutout else None)
     elif recipe == "sbi":
-        s = FitSettings("sam", 1e-3, 32, 100, linear_decay_from=0.75, select="val_auc", self_blend=True)
+        settings = FitSettings("sam", 1e-3, 32, 100, linear_decay_from=0.75, select="val_auc", self_blend=True)
     elif recipe == "deepfeaturex":
-        s = FitSettings("adam", 1e-4, 32, 50, weight_decay=1e-3)   # the authors' training scripts' defaults
+        settings = FitSettings("adam", 1e-4, 32, 50, weight_decay=1e-3)   # the authors' training scripts' defaults
     else:
-        raise ConfigError(f"Unknown recipe {recipe!r}; choose one of: {', '.join(RECIPES)}.")
-    changes: dict[str, Any] = {k: v for k, v in (("epochs", o.epochs), ("batch_size", o.batch_size), ("lr", o.lr),
-                                                 ("patience", o.patience), ("flip", o.flip),
-                                                 ("micro_batch", o.micro_batch)) if v is not None}
-    return replace(s, seed=o.seed, **changes)
+        raise unknown_name("training recipe", recipe, RECIPES, "dfbench train --help")
+    asked = {"epochs": overrides.epochs, "batch_size": overrides.batch_size, "lr": overrides.lr,
+             "patience": overrides.patience, "flip": overrides.flip, "micro_batch": overrides.micro_batch}
+    changes: dict[str, Any] = {k: v for k, v in asked.items() if v is not None}
+    return replace(settings, seed=overrides.seed, **changes)
 
 
 def class_labels(crops: Crops, class_map: dict[str, str]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Decoding a still image in Python (Pillow), for `predict` and `data check`; runs go through ffmpeg."""
+"""Still images in Python (Pillow): decoding for `data check`, and the size check every reader makes first
+(decoding for runs and `predict` goes through ffmpeg)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def read_image(path: Path) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    check_image_size(path)
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
@@ -25,3 +27,25 @@ def read_image(path: Path) -> np.ndarray:
         raise TooLargeError(f"{path.name}: too large to decode safely ({exc})".split(" could be")[0]) from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise MediaError(f"{path.name}: cannot read as an image ({exc})") from None
+
+
+def check_image_size(path: Path) -> None:
+    """Refuse an image that declares more pixels than Pillow's decompression-bomb limit, from its header only.
+
+    Raises:
+        TooLargeError: it is too large to decode safely (``too_large``).
+        MediaError: its header cannot be read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise TooLargeError(f"{path.name}: too large to decode safely ({exc})".split(" could be")[0]) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise MediaError(f"{path.name}: cannot read as an image ({exc})") from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise TooLargeError(f"{path.name}: too large to decode safely ({width * height} pixels, more than "
+                            f"Pillow's limit of {limit})")

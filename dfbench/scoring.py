@@ -1,0 +1,130 @@
+"""Scoring: crops to P(fake) per face, per frame and per video, the same way for `run`, `predict` and training.
+
+- **Input**: a batch of uint8 crops (N x H x W x 3) becomes float N x 3 x H x W in [0, 1] on the model's device
+  (`to_model_input`, the one place this conversion is written); each adapter normalises it itself.
+- **Batches**: faces per batch from `resolve_batch_size`; on CUDA a sample's last batch is padded to one of four
+  shapes (`padded_rows`); batches launch without waiting (`start`) and are collected later (`frame_scores`).
+- **Frame rule**: a frame's score is the max over its scored faces (one face unless the card asks for all).
+- **Video rule**: a video's score is the suite's aggregation (`dfbench.metrics.aggregate`) over its scored frames.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from dfbench import metrics
+from dfbench.faces import Owner, SampleCrops
+
+if TYPE_CHECKING:
+    import torch
+
+    from dfbench.detectors import DetectorAdapter
+
+FrameScore = tuple[float, "str | None"]      # P(fake), and the class probabilities as JSON for adapters with classes
+
+
+def resolve_batch_size(batch_size: int | None, device: str) -> int:
+    """Faces per inference batch: as asked, else the size that ran fastest in `benchmarks/adapters.py`: 16 on a
+    CPU (larger batches were slower there for effb2, bf16, 2 cores), 256 on CUDA (fastest for every adapter at
+    bf16 on an H100), 32 elsewhere."""
+    if batch_size is not None:
+        return batch_size
+    return 16 if device == "cpu" else 256 if device.startswith("cuda") else 32
+
+
+def padded_rows(n: int, batch_size: int, device: str) -> int:
+    """The rows a batch of `n` crops is run with: on CUDA, `n` rounded up to a quarter of `batch_size`.
+
+    A sample's last batch holds whatever is left of its crops, so nearly every sample would bring the model a batch
+    size it has not seen; on CUDA each new input shape makes cuDNN choose (and build) a plan for every convolution
+    again while the GPU idles. Rounding up keeps the shapes to at most four; the padding rows are zeros whose
+    scores are dropped. On the CPU a new shape costs little and padding costs compute, so nothing is padded."""
+    if not device.startswith("cuda") or n >= batch_size:
+        return n
+    step = max(1, batch_size // 4)
+    return min(batch_size, -(-n // step) * step)
+
+
+def to_model_input(crops: np.ndarray | torch.Tensor, device: str, pin: bool = False) -> torch.Tensor:
+    """uint8 crops N x H x W x 3 as float N x 3 x H x W in [0, 1] on `device`.
+
+    The batch travels as uint8 (a quarter of float32's bytes), from pinned memory when `pin`, and becomes float on
+    the device; permuting leaves it channels-last, as the models are."""
+    import torch
+
+    batch = torch.from_numpy(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
+    if pin:
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+
+
+class Scoring(NamedTuple):
+    """A sample's crops handed to the model; on CUDA its batches may still be running."""
+
+    gathered: SampleCrops
+    batches: list[tuple[np.ndarray, Any, Any]]     # (crop indices, scores, class probabilities or None)
+    seconds: float                                  # spent launching
+
+    @property
+    def n_scored(self) -> int:
+        return sum(len(ids) for ids, _, _ in self.batches)
+
+
+def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | None = None) -> Scoring:
+    """Hand a sample's crops to the model in batches, without waiting for results; crops of failed cells are
+    left out. The outputs stay on the device, so the GPU works through the batches while this process moves on
+    (to the next sample's crops); `frame_scores` copies them back."""
+    started = time.perf_counter()
+    owners, failures = gathered.owners, gathered.failures
+    keep = np.array([i for i, (cell, _) in enumerate(owners) if cell not in failures], dtype=np.int64)
+    every = len(keep) == len(gathered.crops)       # then a batch is a slice: a view, not a copy
+    size = resolve_batch_size(batch_size, adapter.device)
+    batches = []
+    for first in range(0, len(keep), size):
+        batch_ids = keep[first:first + size]
+        crops = gathered.crops[first:first + size] if every else gathered.crops[batch_ids]
+        rows = padded_rows(len(batch_ids), size, adapter.device)
+        if rows > len(batch_ids):
+            crops = np.concatenate([crops, np.zeros((rows - len(batch_ids), *crops.shape[1:]), crops.dtype)])
+        batch = to_model_input(crops, adapter.device, pin=adapter.device.startswith("cuda"))
+        scores, probs = adapter.predict_all(batch, copy_back=False)
+        n = len(batch_ids)
+        batches.append((batch_ids, scores[:n], None if probs is None else probs[:n]))
+    return Scoring(gathered, batches, time.perf_counter() - started)
+
+
+def frame_scores(scoring: Scoring) -> dict[Owner, FrameScore]:
+    """Wait for the model's outputs; the frame rule: a frame's score is the max over its faces, with the class
+    probabilities (JSON) of that face for adapters that have classes. A non-finite score for any face makes the
+    frame's score NaN (reported as ``bad_score``)."""
+    owners = scoring.gathered.owners
+    per_face: dict[Owner, list[FrameScore]] = defaultdict(list)
+    for batch_ids, scores, probs in scoring.batches:
+        values = scores.cpu().tolist()
+        rows = None if probs is None else probs.cpu().tolist()
+        for j, i in enumerate(batch_ids.tolist()):
+            per_face[owners[i]].append((values[j], None if rows is None else json.dumps(rows[j])))
+    return {key: max(v) if np.isfinite([s for s, _ in v]).all() else (float("nan"), None)
+            for key, v in per_face.items()}
+
+
+def score(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | None = None) -> dict[Owner, FrameScore]:
+    """`start` and `frame_scores` in one call: every scored frame of a gathered sample."""
+    return frame_scores(start(adapter, gathered, batch_size))
+
+
+def is_valid(value: float | None) -> bool:
+    """Whether a frame score is a usable P(fake): finite and in [0, 1] (else the frame is ``bad_score``)."""
+    return value is not None and bool(np.isfinite(value)) and 0.0 <= value <= 1.0
+
+
+def video_score(scores: Sequence[float], aggregation: str = "mean") -> float:
+    """The video rule: one score from the scores of a video's scored frames (`dfbench.metrics.aggregate`)."""
+    return metrics.aggregate(scores, aggregation)
+
