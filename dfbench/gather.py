@@ -27,7 +27,6 @@ from dfbench.perturbations import OPERATIONS
 from dfbench.perturbations.geometry import Geometry
 from dfbench.timing import StageClock
 from dfbench.video.engine import CellFailure, CellPlan, sample_frames
-from dfbench.video.image import check_image_size
 from dfbench.video.probe import media_of, probe_video, sample_indices
 
 CLEAN_PASS = "clean-pass"   # the decode-only pass of faces=clean when the suite has no clean cell to reuse
@@ -96,9 +95,7 @@ class Gatherer:
         ids = tuple(c.id for c in cells)
         media = media_of(path)
         try:
-            if media == "image":
-                check_image_size(path)
-            info = probe_video(path)
+            info = probe_video(path)   # (a still's pixel limit is checked where it is decoded, `read_image`)
         except MediaError as exc:
             return SampleCrops(sample_id, ids, [], no_crops(self.spec), [], {}, {}, unreadable=str(exc))
         indices = sample_indices(info.frame_count, self.suite.frames.per_video)
