@@ -28,9 +28,14 @@ def adapter_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(folder) if not m.name.startswith("_") and m.name not in SHARED)
 
 
-def _load(key: str) -> None:
+def _import_adapters() -> None:
+    """Import every adapter module of this package (each registers itself)."""
     for name in adapter_modules():
         importlib.import_module(f"{__package__}.{name}")
+
+
+def _load(key: str) -> None:
+    _import_adapters()
     if key in DETECTORS.names_registered():
         return
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -40,8 +45,7 @@ def _load(key: str) -> None:
 
 
 def _discover() -> list[str]:
-    for name in adapter_modules():
-        importlib.import_module(f"{__package__}.{name}")
+    _import_adapters()
     return [ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)]
 
 

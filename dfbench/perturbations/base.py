@@ -193,14 +193,12 @@ def describe(value: Any, depth: int = 0) -> Any:
                 "kwdefaults": describe(function.__kwdefaults__, depth + 1)}
     if isinstance(value, types.BuiltinFunctionType):
         return {"builtin": f"{getattr(value, '__module__', None)}.{value.__qualname__}"}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):      # callable or not
+        return {"type": type(value).__qualname__, "fields": describe(_fields(value), depth + 1)}
     if callable(value) and not isinstance(value, type):
         kind = type(value)
-        if dataclasses.is_dataclass(value):
-            return {"type": kind.__qualname__, "fields": describe(_fields(value), depth + 1)}
         return {"callable": f"{kind.__module__}.{kind.__qualname__}", "state": describe(vars(value), depth + 1)
                 if hasattr(value, "__dict__") else None}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"type": type(value).__qualname__, "fields": describe(_fields(value), depth + 1)}
     if isinstance(value, type):
         return {"class": f"{value.__module__}.{value.__qualname__}"}
     return {"object": f"{type(value).__module__}.{type(value).__qualname__}"}
