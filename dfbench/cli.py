@@ -41,7 +41,13 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 WeightsOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
     help="Checkpoint file (repeat for detectors that read several, e.g. capsule), 'demo' or 'random'. "
          "Default on the demo set: the shipped demo weights, or random ones where none ship.")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto (bf16 where the CPU/GPU supports it), fp32, bf16, fp16.")]
+PrecisionOpt = Annotated[str, typer.Option(
+    help="fp32 (as every detector's authors ran), bf16, fp16, or auto (bf16 where the CPU/GPU supports it). "
+         "README.md, Precision, gives how far bf16 and fp16 move the scores.")]
+FinderOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    help="Face finder: card (the detector's authors' finder where it runs offline, else mtcnn with a notice), "
+         "mtcnn, dlib, face_recognition, face_recognition_hog, or none (inputs are face crops). 'dfbench list "
+         "finders' says what each is. Default: the suite's (card).")]
 TrustOpt = Annotated[bool, typer.Option(help="Allow checkpoints that need unpickling (can run code from the file).")]
 
 
@@ -94,11 +100,16 @@ def run(
     split: SplitOpt = None,
     frames: FramesOpt = None,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     batch_size: Annotated[Optional[int], typer.Option(  # noqa: UP045
         help="Faces per inference batch. Default: 16 on a CPU, 256 on a GPU.")] = None,
     limit: LimitOpt = None,
     trust_checkpoint: TrustOpt = False,
+    finder: FinderOpt = None,
+    no_face: Annotated[str, typer.Option(
+        help="fallback: every video counts in every cell, one with no scored frame gets the detector's fallback "
+             "score (0.5, as SBI's evaluation) and is counted as n_fallback; drop: leave it out of that cell's "
+             "video metrics (the video set then differs from cell to cell).")] = "fallback",
     work_limit: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="Most disk the intermediate work files (compression encodes) may take, e.g. 2G; past it the run "
              "stops cleanly (resumable).")
@@ -141,7 +152,7 @@ def run(
 
     config = RunConfig(detector=detector, suite=suite, dataset=dataset, weights=_weights(weights), split=split, out=out,
                        frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
-                       trust_checkpoint=trust_checkpoint, faces=faces,
+                       trust_checkpoint=trust_checkpoint, faces=faces, finder=finder, no_face=no_face,
                        work_limit=parse_size(limit_text) if (limit_text := work_limit or cache_limit) else None,
                        face_cache=face_cache,
                        keep_crops=keep_crops, workers=workers)
@@ -155,7 +166,8 @@ def run(
             console.print(f"[cyan]note:[/] {note}", highlight=False)
         console.print(escape(f"{prep.config.detector} [{prep.adapter.weights_label}] on {prep.dataset.name}: ")
                       + f"{len(prep.dataset)} samples x {len(prep.suite.cells)} cells of '{prep.suite.name}', "
-                      f"{prep.suite.frames.per_video} frames each, faces {prep.suite.faces}; "
+                      f"{prep.suite.frames.per_video} frames each, faces {prep.suite.faces} "
+                      f"({prep.gatherer.finder.name}), video rule {prep.provenance['protocol']['aggregation']}; "
                       f"device {prep.adapter.device}, {prep.adapter.precision}", highlight=False)
         progress.start()
 
@@ -209,11 +221,12 @@ def predict(
     output_format: Annotated[str, typer.Option("--format", help="table or csv.")] = "table",
     frames: Annotated[int, typer.Option(help="Frames sampled per video.")] = 32,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "auto",
+    precision: PrecisionOpt = "fp32",
     trust_checkpoint: TrustOpt = False,
+    finder: FinderOpt = None,
 ) -> None:
-    """Print P(fake) for each image or video, scored as `run --suite clean` scores it (a video: the mean over its
-    scored frames). --weights is required (--weights demo for the demo weights).
+    """Print P(fake) for each image or video, scored as `run --suite clean` scores it (a video: the detector's
+    video rule over its scored frames). --weights is required (--weights demo for the demo weights).
 
     Example: dfbench predict --detector meso4 --weights Meso4_DF.h5 --faces none faces/*.jpg
     """
@@ -232,7 +245,15 @@ def predict(
     adapter.load(chosen, device, precision, trust_checkpoint)
     for note in adapter.notes:
         err_console.print(f"[cyan]note:[/] {note}", highlight=False)
-    results = predict_paths(adapter, paths, faces=faces, frames=frames)
+    
+    from dfbench.gather import choose_finder
+
+    card = adapter.card
+    chosen_finder, notice = choose_finder(finder or "card", card.finder, detector,
+                                          card.crop.whole_frame or faces == "none")
+    if notice:
+        err_console.print(f"[cyan]note:[/] {notice}", highlight=False)
+    results = predict_paths(adapter, paths, faces=faces, frames=frames, finder=chosen_finder)
     columns = ("path", "kind", "p_fake", "status", "frames", "faces")
     rows = [(r.path, r.kind, "" if r.score is None else f"{r.score:.6f}", r.status, str(r.n_frames),
              str(r.n_faces)) for r in results]
@@ -331,6 +352,7 @@ def train(
         help="deepfeaturex: map methods to DM/GAN, e.g. sbi_blur=DM,sbi_sharpen=GAN.")] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    finder: FinderOpt = None,
     save_dtype: Annotated[str, typer.Option(help="fp32 or fp16 weights in the saved file.")] = "fp32",
 ) -> None:
     """Train a detector with a seed paper's recipe; validation is never the test split, reruns resume.
@@ -348,7 +370,7 @@ def train(
                           cutout=cutout, micro_batch=micro_batch, seed=seed)
     config = TrainConfig(detector=detector, dataset=dataset, out=out, recipe=recipe, frames=frames,
                          val_fraction=val_fraction, device=device, precision=precision, save_dtype=save_dtype,
-                         init=init, class_map=class_map, overrides=overrides)
+                         init=init, class_map=class_map, overrides=overrides, finder=finder or "card")
     bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(), TextColumn("batches"),
                    TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), console=console, transient=True)
     task = bar.add_task("train", total=None, epoch=0, loss=0.0)
@@ -503,9 +525,9 @@ def data_demo(
 @app.command("list")
 @cli_errors
 def list_things(
-    what: Annotated[str, typer.Argument(help="detectors, ops or suites")],
+    what: Annotated[str, typer.Argument(help="detectors, ops, suites or finders")],
 ) -> None:
-    """List detectors (with their cards), operations or suites.
+    """List detectors (with their cards), operations, suites or face finders.
 
     Example: dfbench list ops
     """

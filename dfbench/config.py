@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dfbench.errors import ConfigError, UnknownNameError
+from dfbench.faces.finder import FINDERS
 from dfbench.hashing import stable_hash
+from dfbench.metrics import AGGREGATIONS
 from dfbench.perturbations import OPERATIONS, derive_seed, format_level
 from dfbench.perturbations.base import Level, Operation, Step
 from dfbench.registry import unknown_name
@@ -154,7 +156,10 @@ class SuiteConfig:
         faces: ``redetect`` finds faces in every perturbed frame (faithful: finder failures count against the
             detector); ``clean`` finds them once in the clean frames and maps the boxes through each cell's
             geometry (`faces.mapping`).
-        aggregation: frame-to-video aggregation of scores (``mean``).
+        aggregation: frame-to-video rule of scores: ``card`` (each detector's authors' rule, its card's
+            `aggregation`) or a fixed rule for every detector (``metrics.AGGREGATIONS``).
+        finder: the face finder: ``card`` (each detector's authors' finder, where it runs offline) or a name of
+            `faces.finder.FINDERS`; ``--finder`` overrides it.
         copy_encoding: how written copies store filtered frames; ``lossless`` keeps them bit-exact.
         seed: the suite seed from which every stochastic op's seed is derived.
     """
@@ -167,7 +172,8 @@ class SuiteConfig:
     media: tuple[str, ...] = ("video",)
     frames: FrameProtocol = field(default_factory=FrameProtocol)
     faces: FaceMode = "redetect"
-    aggregation: str = "mean"
+    aggregation: str = "card"
+    finder: str = "card"
     copy_encoding: CopyEncoding = "lossless"
     seed: int = 0
 
@@ -182,8 +188,11 @@ class SuiteConfig:
             raise ConfigError(f"Suite {self.name!r} must start with the clean cell 'none'.")
         if self.faces not in ("redetect", "clean"):
             raise ConfigError(f"faces {self.faces!r} is not supported; allowed: 'redetect', 'clean'.")
-        if self.aggregation != "mean":
-            raise ConfigError(f"aggregation {self.aggregation!r} is not supported; allowed: 'mean'.")
+        if self.aggregation not in ("card", *AGGREGATIONS):
+            raise ConfigError(f"aggregation {self.aggregation!r} is not supported; allowed: card, "
+                              f"{', '.join(AGGREGATIONS)}.")
+        if self.finder != "card":
+            FINDERS.get(self.finder)          # an unknown name: one line with near names
         pairs = len(self.cells) * self.frames.per_video
         if len(self.cells) > MAX_CELLS or pairs > MAX_CELL_FRAMES:
             raise ConfigError(f"Suite {self.name!r}: {len(self.cells)} cells x {self.frames.per_video} frames is "
@@ -221,7 +230,8 @@ class SuiteConfig:
         return {
             "name": self.name, "version": self.version, "media": list(self.media),
             "frames": {"per_video": self.frames.per_video}, "faces": self.faces,
-            "aggregation": self.aggregation, "copy_encoding": self.copy_encoding, "seed": self.seed,
+            "aggregation": self.aggregation, "finder": self.finder, "copy_encoding": self.copy_encoding,
+            "seed": self.seed,
             "cells": [{"id": c.id, "versions": c.versions, "params": c.fingerprint} for c in self.cells],
         }
 
@@ -232,7 +242,7 @@ class SuiteConfig:
         return stable_hash(self.to_dict())
 
 
-_SUITE_KEYS = {"name", "version", "description", "source", "media", "frames", "faces", "aggregation",
+_SUITE_KEYS = {"name", "version", "description", "source", "media", "frames", "faces", "aggregation", "finder",
                "copy_encoding", "seed", "cells"}
 
 
@@ -308,7 +318,8 @@ def parse_suite(data: Any, where: str) -> SuiteConfig:
             cells=tuple(_parse_cells(cells, where)),
             description=field_of("description", str, ""), source=field_of("source", str, ""), media=tuple(media),
             frames=FrameProtocol(typed_field(frames, "per_video", int, f"'frames' of {where}", 32, 1, MAX_FRAMES)),
-            faces=field_of("faces", str, "redetect"), aggregation=field_of("aggregation", str, "mean"),
+            faces=field_of("faces", str, "redetect"), aggregation=field_of("aggregation", str, "card"),
+            finder=field_of("finder", str, "card"),
             copy_encoding=field_of("copy_encoding", str, "lossless"), seed=field_of("seed", int, 0, 0, 2**63 - 1),
         )
     except UnknownNameError as exc:
@@ -336,6 +347,7 @@ def load_suite(name_or_path: str) -> SuiteConfig:
 
 
 DEMO = "demo"
+NO_FACE_RULES = ("fallback", "drop")
 
 
 def default_weights(weights: str | tuple[str, ...] | None, data: str,
@@ -368,11 +380,15 @@ class RunConfig:
         split: the split to score; None means ``test`` when the dataset has splits, else everything.
         out: output folder (store, run.json, CSV files).
         frames: frames per video, overriding the suite.
-        device, precision: inference placement (``auto`` picks the best available).
+        device, precision: inference placement: ``auto`` picks the best device; the precision is fp32 (as every
+            detector's authors ran) unless ``bf16``, ``fp16`` or ``auto`` (the fastest the device has) is asked for.
         batch_size: faces per inference batch; None picks per device (`scoring.resolve_batch_size`).
         limit: score at most this many samples (balanced by label).
         trust_checkpoint: allow unpickling a checkpoint that is not a plain state dict.
-        finder: face finder name (``mtcnn``, or ``none`` for inputs that are already face crops).
+        finder: ``card`` (the detector's authors' finder), a finder name (``dfbench list finders``; ``none`` for
+            inputs that are already face crops), or None to keep the suite's (``card`` unless it says otherwise).
+        no_face: ``fallback`` (every video counts in every cell; one with no scored frame gets the card's
+            fallback score) or ``drop`` (such a video is left out of that cell's video metrics).
         faces: ``redetect`` or ``clean``, overriding the suite's face mode (None keeps it).
         work_limit: most bytes of intermediate work files (compression encodes) at a time; None: no limit.
         min_free_bytes: the run stops cleanly (resumable) before a sample when less disk than this is free.
@@ -392,11 +408,12 @@ class RunConfig:
     out: Path = Path("runs/latest")
     frames: int | None = None
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = "fp32"
     batch_size: int | None = None
     limit: int | None = None
     trust_checkpoint: bool = False
-    finder: str = "mtcnn"
+    finder: str | None = None
+    no_face: str = "fallback"
     faces: str | None = None
     work_limit: int | None = None
     min_free_bytes: int = 256 * 1024 * 1024
@@ -411,6 +428,8 @@ class RunConfig:
             raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}.")
         if self.frames is not None and self.frames < 1:
             raise ConfigError(f"--frames must be at least 1, got {self.frames}.")
+        if self.no_face not in NO_FACE_RULES:
+            raise ConfigError(f"--no-face must be one of {', '.join(NO_FACE_RULES)}, got {self.no_face!r}.")
         if self.limit is not None and self.limit < 2:
             raise ConfigError(f"--limit must be at least 2 (one real, one fake), got {self.limit}.")
 

@@ -22,12 +22,15 @@ from dfbench.errors import MediaError
 from dfbench.faces import CropSpec, Face, FaceFinder, Owner, SampleCrops, WholeFrameFinder, crop_face, select_faces
 from dfbench.faces.cache import FaceCache
 from dfbench.faces.crop import no_crops
+from dfbench.faces.finder import choose_finder, make_finder
 from dfbench.faces.mapping import map_faces
 from dfbench.perturbations import OPERATIONS
 from dfbench.perturbations.geometry import Geometry
 from dfbench.timing import StageClock
 from dfbench.video.engine import CellFailure, CellPlan, sample_frames
 from dfbench.video.probe import media_of, probe_video, sample_indices
+
+__all__ = ["CLEAN_PASS", "Gatherer", "choose_finder", "clean_suite", "find_and_cut", "make_finder"]
 
 CLEAN_PASS = "clean-pass"   # the decode-only pass of faces=clean when the suite has no clean cell to reuse
 

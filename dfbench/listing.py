@@ -1,15 +1,18 @@
-"""What `dfbench list` shows: detector cards, operations with provenance, shipped suites."""
+"""What `dfbench list` shows: detector cards, operations with provenance, shipped suites, face finders."""
 
 from __future__ import annotations
 
 from dfbench.errors import ConfigError
 
-KINDS = ("detectors", "ops", "suites")
+KINDS = ("detectors", "ops", "suites", "finders")
 
 
 def render_listing(what: str):
-    """A rich table for ``detectors``, ``ops`` or ``suites``."""
-    kind = {"detector": "detectors", "op": "ops", "operations": "ops", "suite": "suites"}.get(what, what)
+    """A rich table for ``detectors``, ``ops``, ``suites`` or ``finders``."""
+    kind = {"detector": "detectors", "op": "ops", "operations": "ops", "suite": "suites",
+            "finder": "finders"}.get(what, what)
+    if kind == "finders":
+        return _finders()
     if kind == "detectors":
         return _detectors()
     if kind == "ops":
@@ -30,13 +33,16 @@ def _detectors():
         card = DETECTORS.get(key).card
         crop = card.crop
         crop_text = ("whole image" if crop.whole_frame else
+                     "MesoNet's landmark-aligned square" if crop.aligned else
                      f"{'square' if crop.square else 'box'} x{crop.scale:g} of the face box, "
-                     f"{'largest face' if crop.faces == 'largest' else 'all faces'}")
+                     f"{ {'largest': 'largest face', 'first': 'first face', 'all': 'all faces'}[crop.faces]}")
         lines = [
             f"[bold cyan]{key}[/]  {escape(card.title)}",
             f"  input {card.input_size} px, {crop_text}, {crop.interpolation} resize; "
             f"mean {card.mean} std {card.std}",
-            f"  output: {escape(card.output)}; video: {card.aggregation}",
+            f"  output: {escape(card.output)}; video rule: {card.aggregation}; no face: {card.fallback_score:g}"
+            f"{'; decision: argmax' if card.decision == 'argmax' else ''}",
+            f"  finder: {card.finder}" + (f"; protocol: {escape(card.protocol)}" if card.protocol else ""),
             *[f"  reads: {escape(fmt)}" for fmt in card.formats],
             *([f"  demo weights: {card.demo_weights}"] if card.demo_weights else []),
             f"  reference: {escape(card.reference)}",
@@ -86,6 +92,24 @@ def _suites():
             f"  source: {escape(suite.source)}",
         ]
         entries.append(lines)
+    return _blocks(title, entries)
+
+
+def _finders():
+    from rich.markup import escape
+
+    from dfbench.faces.finder import FINDERS, finder_missing, make_finder
+
+    entries: list[list[str]] = []
+    title = "Face finders (--finder NAME, or card: each detector's authors' finder)"
+    for key in FINDERS.names():
+        finder = make_finder(key)
+        summary = (type(finder).__doc__ or "").strip().splitlines()[0]
+        settings = ", ".join(f"{k} {v}" for k, v in finder.describe().items() if k != "finder")
+        missing = finder_missing(key)
+        entries.append([f"[bold cyan]{key}[/]  {escape(summary)}",
+                        f"  settings: {escape(settings or 'none')}",
+                        f"  {'[red]not available:[/] ' + escape(missing) if missing else 'available'}"])
     return _blocks(title, entries)
 
 

@@ -24,10 +24,11 @@ from dfbench.cache import cache_root
 from dfbench.config import Cell, RunConfig, SuiteConfig, load_suite
 from dfbench.data import Dataset, load_dataset
 from dfbench.detectors import DetectorAdapter, get_detector
+from dfbench.detectors.base import DetectorCard
 from dfbench.errors import ConfigError, DiskSpaceError
-from dfbench.faces import SampleCrops, make_finder
+from dfbench.faces import SampleCrops
 from dfbench.faces.cache import FaceCache
-from dfbench.gather import Gatherer
+from dfbench.gather import Gatherer, choose_finder
 from dfbench.hashing import stable_hash
 from dfbench.provenance import provenance
 from dfbench.store import FrameRow, ScoreStore, TaskRow
@@ -80,7 +81,10 @@ def prepare(config: RunConfig) -> Prepared:
     if weights in ("random", ("random",)):
         notes.append(f"{config.detector!r} runs with random weights (it ships no demo weights): its scores are "
                      "meaningless, for checking the pipeline only. Pass --weights FILE.")
-    finder = make_finder("none" if adapter.card.crop.whole_frame else config.finder)
+    card = adapter.card
+    finder, notice = choose_finder(config.finder or suite.finder, card.finder, config.detector, card.crop.whole_frame)
+    if notice:
+        notes.append(notice)
     if config.keep_crops and not config.face_cache:
         raise ConfigError("--keep-crops needs the face cache; drop --no-face-cache.")
     cache = FaceCache(cache_root() / "faces", suite.hash, finder.describe(), config.keep_crops) \
@@ -91,11 +95,19 @@ def prepare(config: RunConfig) -> Prepared:
         "dataset": dataset.name, "dataset_hash": dataset.hash, "suite": suite.name, "suite_hash": suite.hash,
         "finder": finder.describe(), "crop": dataclasses.asdict(gatherer.spec),
         "device_type": adapter.device.split(":")[0], "precision": adapter.precision,
+        "protocol": scoring_protocol(suite, card, finder.name, config.no_face),
     }
     run_id = stable_hash(identity)
     batch_size = scoring.resolve_batch_size(config.batch_size, adapter.device)
-    prov = provenance(identity, suite, adapter, config, batch_size)
+    prov = {**provenance(identity, suite, adapter, config, batch_size), "protocol": identity["protocol"]}
     return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes)
+
+
+def scoring_protocol(suite: SuiteConfig, card: DetectorCard, finder: str, no_face: str) -> dict[str, object]:
+    """How a run's frames become video numbers, recorded with it (and part of its id): the video rule (the
+    card's where the suite says ``card``), the finder, the no-face rule, the fallback score and the decision."""
+    return {"aggregation": scoring.video_rule(suite.aggregation, card.aggregation),
+            "finder": finder, "no_face": no_face, "fallback_score": card.fallback_score, "decision": card.decision}
 
 
 def execute(prep: Prepared, store: ScoreStore, on_progress: ProgressFn | None = None) -> StageClock:

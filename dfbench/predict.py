@@ -1,24 +1,27 @@
 """`dfbench predict`: P(fake) for single images or videos, outside any suite.
 
 Each input is gathered and scored exactly as ``dfbench run --suite clean`` would (`dfbench.gather`,
-`dfbench.scoring`): the same sampled frames, faces, crops, frame rule (max over a frame's scored faces) and video
-rule (the clean suite's aggregation, ``mean``, over the scored frames). With ``faces="none"`` each input is taken as
-an already-cropped face (or a whole image, for whole-image detectors) and only resized.
+`dfbench.scoring`): the same sampled frames, finder, crops, frame rule (max over a frame's scored faces) and video
+rule (the detector card's, as the clean suite says ``aggregation: card``, over the scored frames). With
+``faces="none"`` each input is taken as an already-cropped face (or a whole image, for whole-image detectors) and
+only resized.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from dfbench import scoring
 from dfbench.detectors import DetectorAdapter
 from dfbench.errors import ConfigError, MediaError, TooLargeError
-from dfbench.faces import make_finder
-from dfbench.gather import Gatherer, clean_suite
+from dfbench.faces import FaceFinder, WholeFrameFinder
+from dfbench.gather import Gatherer, choose_finder, clean_suite
 from dfbench.video.image import check_image_size
 from dfbench.video.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
+log = logging.getLogger(__name__)
 FIND_MODES = ("find", "none")
 
 
@@ -35,12 +38,22 @@ class Prediction:
 
 
 def predict_paths(adapter: DetectorAdapter, paths: list[Path], faces: str = "find", frames: int = 32,
-                  finder: str = "mtcnn", batch_size: int | None = None) -> list[Prediction]:
-    """Score each path with a loaded adapter; unreadable inputs and inputs without faces are statuses."""
+                  finder: str | FaceFinder = "card", batch_size: int | None = None) -> list[Prediction]:
+    """Score each path with a loaded adapter; unreadable inputs and inputs without faces are statuses.
+
+    Args:
+        finder: a finder, or its name (``card``: the detector's authors' finder, where it runs offline)."""
     if faces not in FIND_MODES:
         raise ConfigError(f"--faces must be 'find' or 'none', got {faces!r}.")
     spec = adapter.card.crop
-    chosen = make_finder("none" if faces == "none" or spec.whole_frame else finder)
+    if faces == "none" or spec.whole_frame:
+        chosen: FaceFinder = WholeFrameFinder()
+    elif isinstance(finder, str):
+        chosen, notice = choose_finder(finder, adapter.card.finder, adapter.card.key)
+        if notice:
+            log.warning(notice)
+    else:
+        chosen = finder
     gatherer = Gatherer(clean_suite(frames), chosen, spec)
     return [_predict_one(adapter, gatherer, Path(p), batch_size) for p in paths]
 
@@ -72,5 +85,6 @@ def _predict_one(adapter: DetectorAdapter, gatherer: Gatherer, path: Path, batch
     valid = [s for s in scored if scoring.is_valid(s)]
     if not valid:
         return Prediction(str(path), kind, "bad_score", None, len(received), n_faces)
-    video = scoring.video_score(valid, gatherer.suite.aggregation)
+    rule = scoring.video_rule(gatherer.suite.aggregation, adapter.card.aggregation)
+    video = scoring.video_score(valid, scoring.sample_rule(rule, kind))
     return Prediction(str(path), kind, "ok", video, len(received), n_faces)

@@ -149,8 +149,8 @@ def _by_cell(results: Results, metric: str) -> pd.DataFrame:
 def _failures(results: Results) -> pd.DataFrame:
     table = results.metrics(("suite",))
     table = table[table["metric"] == "auc"]
-    out = table[["detector", "weights", "cell", "n_videos", "n_frames", "n_no_face", "n_errors"]].copy()
-    return out.rename(columns={"n_no_face": "no-face frames", "n_errors": "errors"})
+    out = table[["detector", "weights", "cell", "n_videos", "n_fallback", "n_frames", "n_no_face", "n_errors"]].copy()
+    return out.rename(columns={"n_fallback": "fallback videos", "n_no_face": "no-face frames", "n_errors": "errors"})
 
 
 def _provenance(results: Results) -> pd.DataFrame:
@@ -160,6 +160,8 @@ def _provenance(results: Results) -> pd.DataFrame:
         rows.append({"detector": run.detector, "weights": run.weights, "sha256": (run.weights_sha256 or "-")[:16],
                      "dataset": run.dataset, "suite": f"{p['suite']['name']} v{p['suite']['version']}",
                      "frames": p["suite"]["frames"]["per_video"], "device": f"{p['device']} {p['precision']}",
+                     "finder": run.finder, "video rule": run.aggregation,
+                     "no face": f"{run.no_face} ({run.fallback_score:g})" if run.no_face == "fallback" else run.no_face,
                      "dfbench": f"{p['dfbench_version']} {p['git_hash'][:8]}",
                      "ffmpeg": p["ffmpeg"].split(" Copyright")[0]})
     return pd.DataFrame(rows)
@@ -191,7 +193,10 @@ def build_sections(results: Results, run_dirs: list[Path]) -> list[Section]:
             sections.append((f"Preview ({folder.name})", "One frame under every cell.", preview.read_bytes(), None,
                              ()))
     sections.append(("Failures per cell", "Frames without a face and samples or frames that failed "
-                     "(decode errors, ffmpeg errors, non-finite scores) are reported, never dropped silently.", None,
+                     "(decode errors, ffmpeg errors, non-finite scores) are reported, never dropped silently. Every "
+                     "video counts in every cell: one with no scored frame in a cell is a fallback video, scored "
+                     "with its run's fallback score (0.5, as SBI's evaluation), unless the run was made with "
+                     "--no-face drop.", None,
                      _failures(results), ("detector", "weights", "cell")))
     provenance = _provenance(results)
     sections.append(("Provenance", "What produced these numbers.", None, provenance, tuple(provenance.columns)))

@@ -16,16 +16,26 @@ from dfbench.results import CLEAN, Results, spread
 
 # results.csv, in the order README.md ("Outputs") documents.
 RESULT_COLUMNS = ["detector", "weights", "weights_sha256", "dataset", "cell", "op", "level", "category", "metric",
-                  "aggregation", "value", "change", "n_videos", "n_frames", "n_no_face", "n_errors"]
+                  "aggregation", "value", "change", "n_videos", "n_frames", "n_no_face", "n_errors", "n_fallback",
+                  "finder", "no_face"]
 RESULT_METRICS = tuple(METRICS)         # every metric, in the table's order
 
 # The leaderboard's long schema (documented in README.md, "Leaderboards"); columns are only ever added at the end.
 LEADERBOARD_COLUMNS = [
     "detector", "weights", "weights_sha256", "dataset", "dataset_hash", "suite", "suite_version", "suite_hash",
     "cell", "op", "level", "category", "aggregation", "metric", "value", "change", "ci_low", "ci_high",
-    "n_videos", "n_frames", "n_no_face", "n_errors", "threshold", "calibration", "dfbench_version", "run_id"]
+    "n_videos", "n_frames", "n_no_face", "n_errors", "threshold", "calibration", "dfbench_version", "run_id",
+    "n_fallback", "finder", "no_face", "precision"]
 PREDICTION_COLUMNS = ["sample_id", "label", "detector", "weights", "op", "level", "cell", "aggregation", "score",
-                      "n_frames", "run_id"]
+                      "n_frames", "run_id", "fallback"]
+
+
+def _with_protocol(table: pd.DataFrame, results: Results) -> pd.DataFrame:
+    """`table` (with run_id) plus each run's finder, no-face rule and precision."""
+    runs = results.runs.set_index("run_id")
+    return table.assign(finder=table["run_id"].map(runs["finder"]), no_face=table["run_id"].map(runs["no_face"]),
+                        precision=table["run_id"].map(lambda r: runs.loc[r, "provenance"]["identity"].get(
+                            "precision", "")))
 
 
 def results_table(results: Results) -> pd.DataFrame:
@@ -33,7 +43,7 @@ def results_table(results: Results) -> pd.DataFrame:
     table = results.metrics(("frame", "suite"))
     table = table[table["metric"].isin(RESULT_METRICS)]
     sha = results.runs.set_index("run_id")["weights_sha256"]
-    return table.assign(weights_sha256=table["run_id"].map(sha))[RESULT_COLUMNS]
+    return _with_protocol(table.assign(weights_sha256=table["run_id"].map(sha)), results)[RESULT_COLUMNS]
 
 
 def matrix_table(results: Results, metric: str) -> pd.DataFrame:
@@ -81,7 +91,7 @@ def leaderboard(results: Results, metrics: Sequence[str] = RESULT_METRICS, thres
         for metric in ("auc", "acc"):
             for agg in ("frame", "suite"):
                 _fill_ci(table, results.with_ci(metric, agg, n=ci, seed=seed, threshold=threshold), metric)
-    return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    return _with_protocol(table, results)[LEADERBOARD_COLUMNS].reset_index(drop=True)
 
 
 def _fill_ci(table: pd.DataFrame, ci: pd.DataFrame, metric: str) -> None:
@@ -146,6 +156,8 @@ def table_one(results: Results, metric: str = "auc"):
                       _pct(perturbed.mean()))
         table.add_row("  no-face frames", *[str(int(values["n_no_face"].get(c, 0))) for c in cells["cell"]],
                       str(int(values["n_no_face"].sum())), style="dim")
+        table.add_row("  fallback videos", *[str(int(values["n_fallback"].get(c, 0))) for c in cells["cell"]],
+                      str(int(values["n_fallback"].sum())), style="dim")
     return table
 
 
@@ -165,16 +177,17 @@ def cell_table(results: Results):
     labels = _labels(cells.reset_index())
     table = Table(title=escape(f"{run['detector']} [{run['weights']}] on {run['dataset']} (%)"), header_style="bold",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("category", "cell", "AUC(v)", "AUC(f)", "ACC(v)", "videos", "no face", "errors"):
+    for col in ("category", "cell", "AUC(v)", "AUC(f)", "ACC(v)", "videos", "fallback", "no face", "errors"):
         table.add_column(col, justify="left" if col in ("category", "cell") else "right", no_wrap=True)
     previous = None
     for cell, row in cells.iterrows():
         table.add_row(row["category"] if row["category"] != previous else "", labels[cell], _pct(pick["auc"][cell]),
                       _pct(frame_auc[cell]), _pct(pick["acc"][cell]), str(int(row["n_videos"])),
-                      str(int(row["n_no_face"])), str(int(row["n_errors"])), end_section=row["category"] == CLEAN)
+                      str(int(row["n_fallback"])), str(int(row["n_no_face"])), str(int(row["n_errors"])),
+                      end_section=row["category"] == CLEAN)
         previous = row["category"]
     perturbed = cells["category"] != CLEAN
     table.add_row("average", "perturbed", _pct(pick["auc"][cells.index[perturbed]].mean()),
                   _pct(frame_auc[cells.index[perturbed]].mean()), _pct(pick["acc"][cells.index[perturbed]].mean()),
-                  "", "", "", style="bold")
+                  "", "", "", "", style="bold")
     return table

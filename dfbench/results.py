@@ -21,8 +21,9 @@ import pandas as pd
 from dfbench import metrics
 from dfbench.errors import ConfigError, StoreError
 from dfbench.metrics import METRICS
-from dfbench.scoring import video_score
+from dfbench.scoring import sample_rule, video_score
 from dfbench.store import DAMAGED_HINT, STORE_NAME, ScoreStore
+from dfbench.video.probe import media_of
 
 CLEAN = "clean"
 THREE_CLASSES = ("DM", "GAN", "REAL")
@@ -59,8 +60,9 @@ class Results:
         frames: one row per (run, sample, cell, frame): run_id, detector, weights, dataset, suite, cell, op,
             level, category, position, sample_id, label, method, group, frame, status, score, probs.
         tasks: one row per (run, sample, cell) with its status and message.
-        runs: one row per run: run_id, detector, weights, weights_sha256, dataset, suite, aggregation,
-            provenance (dict).
+        runs: one row per run: run_id, detector, weights, weights_sha256, dataset, suite, provenance (dict), and
+            its scoring protocol: aggregation (video rule), finder, no_face (``fallback`` or ``drop``),
+            fallback_score, decision (``threshold`` or ``argmax``).
         cells: one row per (run, cell) of its suite, in suite order: run_id, detector, weights, dataset, cell,
             op, level, category, position.
     """
@@ -83,22 +85,60 @@ class Results:
 
     # -- videos ---------------------------------------------------------------------------------------------
     def videos(self, aggregation: str | None = None) -> pd.DataFrame:
-        """One score per (run, sample, cell) from its frames with status ok; None uses each run's suite rule."""
+        """One score per (run, sample, cell) task: the video rule over its frames with status ok (None: each run's
+        own rule).
+
+        The set of videos is the same in every cell of a run: a task with no scored frame (no face, a decode
+        error, a bad score) gets its run's fallback score (SBI's 0.5) and ``fallback`` True, unless the run was
+        made with ``--no-face drop``, which leaves it out. ``decision`` is 1.0 (fake) or 0.0 for runs whose card
+        decides by argmax (the most probable of the mean class probabilities is not REAL), else NaN (the score
+        at the threshold decides)."""
         ok = self.frames[self.frames["status"] == "ok"]
+        runs = self.runs.set_index("run_id")
+        keys = ["run_id", "sample_id", "cell"]
         parts = []
+        media = self._media()
         for run_id, group in ok.groupby("run_id", sort=False):
-            how = aggregation or self.runs.set_index("run_id").loc[run_id, "aggregation"]
-            keys = ["run_id", "sample_id", "cell"]
-            agg = group.groupby(keys, sort=False)["score"].agg(lambda s, h=how: video_score(s.to_numpy(), h))
-            counts = group.groupby(keys, sort=False).size().rename("n_frames")
-            parts.append(pd.concat([agg, counts], axis=1).reset_index().assign(aggregation=how))
-        meta_columns = ["run_id", "sample_id", "cell", "detector", "weights", "dataset", "op", "level", "category",
-                        "position", "label", "method"]
-        if not parts:       # nothing scored (every sample failed): the same columns, no rows
-            return pd.DataFrame(columns=[*meta_columns[:3], "score", "n_frames", "aggregation", *meta_columns[3:]])
-        videos = pd.concat(parts, ignore_index=True)
-        meta = self.frames.drop_duplicates(["run_id", "sample_id", "cell"])[meta_columns]
-        return videos.merge(meta, on=["run_id", "sample_id", "cell"], how="left")
+            how = aggregation or runs.loc[run_id, "aggregation"]
+            by = group.groupby(keys, sort=False)
+            scores = {key: video_score(s.to_numpy(), sample_rule(how, media.get(key[:2], "video")))
+                      for key, s in by["score"]}
+            part = pd.concat([pd.Series(scores, name="score", dtype=float).rename_axis(keys),
+                              by.size().rename("n_frames")], axis=1)
+            if _protocol(runs, run_id, "decision") == "argmax":
+                part["decision"] = by["probs"].agg(_argmax_decision)
+            parts.append(part.reset_index())
+        scored = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keys, "score", "n_frames"])
+        if "decision" not in scored:
+            scored["decision"] = np.nan
+        videos = self._task_meta().merge(scored, on=keys, how="left")
+        missing = videos["score"].isna()
+        policy = videos["run_id"].map(lambda r: _protocol(runs, r, "no_face"))
+        fallback = videos["run_id"].map(lambda r: _protocol(runs, r, "fallback_score"))
+        videos = videos.assign(fallback=missing & (policy == "fallback"),
+                               score=videos["score"].where(~missing, fallback),
+                               n_frames=videos["n_frames"].fillna(0).astype(int),
+                               aggregation=videos["run_id"].map(
+                                   lambda r: aggregation or runs.loc[r, "aggregation"]))
+        videos = videos[~missing | videos["fallback"]].reset_index(drop=True)
+        columns = [*keys, "score", "n_frames", "aggregation", "fallback", "decision", "detector", "weights",
+                   "dataset", "op", "level", "category", "position", "label", "method"]
+        return videos[columns]
+
+    def _media(self) -> dict[tuple[str, str], str]:
+        """(run, sample) -> ``video`` or ``image``, where the tasks know the sample's path."""
+        if "path" not in self.tasks:
+            return {}
+        rows = self.tasks.drop_duplicates(["run_id", "sample_id"])
+        return {(r, s): media_of(Path(p)) for r, s, p in zip(rows["run_id"], rows["sample_id"], rows["path"],
+                                                              strict=True)}
+
+    def _task_meta(self) -> pd.DataFrame:
+        """Every (run, sample, cell) task with its cell's and sample's columns."""
+        tasks = self.tasks[["run_id", "sample_id", "cell"]].drop_duplicates()
+        samples = (self.tasks if "label" in self.tasks else self.frames)[["run_id", "sample_id", "label", "method"]]
+        tasks = tasks.merge(samples.drop_duplicates(["run_id", "sample_id"]), on=["run_id", "sample_id"], how="left")
+        return tasks.merge(self.cells[CELL_KEYS], on=["run_id", "cell"], how="inner")
 
     # -- metrics --------------------------------------------------------------------------------------------
     def metrics(self, aggregations: Sequence[str] = ("frame", "suite"), threshold: float = 0.5,
@@ -114,7 +154,9 @@ class Results:
 
         Returns:
             columns run_id, detector, weights, dataset, cell, op, level, category, position, aggregation,
-            metric, value, change (value minus the clean cell's), n_videos, n_frames, n_no_face, n_errors.
+            metric, value, change (value minus the clean cell's), n_videos (every video of the run's test set,
+            unless it was made with ``--no-face drop``), n_fallback (videos scored with the fallback score: no
+            scored frame in the cell), n_frames, n_no_face, n_errors.
         """
         rule = Calibration.parse(calibration)
         tables = []
@@ -134,15 +176,22 @@ class Results:
     def _rows(self, aggregation: str) -> pd.DataFrame:
         if aggregation == "frame":
             rows = self.frames[self.frames["status"] == "ok"].copy()
-            return rows.assign(aggregation="frame", n=1)
+            runs = self.runs.set_index("run_id")
+            argmax = rows["run_id"].map(lambda r: _protocol(runs, r, "decision")) == "argmax"
+            decision = pd.Series(np.nan, index=rows.index)
+            if argmax.any():
+                decision[argmax] = rows.loc[argmax, "probs"].map(lambda p: _argmax_decision(pd.Series([p])))
+            return rows.assign(aggregation="frame", n=1, decision=decision)
         videos = self.videos(None if aggregation == "suite" else aggregation)
         return videos.assign(n=videos["n_frames"])
 
     def _counts(self) -> pd.DataFrame:
         f = self.frames
         by = ["run_id", "cell"]
+        videos = self.videos()
         counts = pd.DataFrame({
-            "n_videos": f[f["status"] == "ok"].groupby(by)["sample_id"].nunique(),
+            "n_videos": videos.groupby(by).size(),
+            "n_fallback": videos[videos["fallback"]].groupby(by).size(),
             "n_frames": f[f["status"] == "ok"].groupby(by).size(),
             "n_no_face": f[f["status"] == "no_face"].groupby(by).size(),
             "n_errors": f[~f["status"].isin(["ok", "no_face"])].groupby(by).size(),
@@ -246,7 +295,8 @@ def _metric_table(rows: pd.DataFrame, cells: pd.DataFrame, aggregation: str, thr
         for cell in run_cells.itertuples(index=False):
             g = groups.get((run_id, cell.cell), rows.iloc[0:0])
             y, s = g["label"].to_numpy(), g["score"].to_numpy()
-            values = _all_metrics(y, s, threshold, cal)
+            decided = g["decision"].to_numpy(dtype=float) if "decision" in g else np.full(len(g), np.nan)
+            values = _all_metrics(y, s, threshold, cal, decided)
             values.update(_three_class(g))
             agg = "frame" if aggregation == "frame" else (g["aggregation"].iloc[0] if len(g) else aggregation)
             base = {**cell._asdict(), "aggregation": agg}
@@ -254,10 +304,18 @@ def _metric_table(rows: pd.DataFrame, cells: pd.DataFrame, aggregation: str, thr
     return pd.DataFrame(out)
 
 
-def _all_metrics(y: np.ndarray, s: np.ndarray, threshold: float, calibrated: float) -> dict[str, float]:
-    """Every two-class metric of `METRICS` over one cell's labels and scores (NaN where undefined)."""
+def _all_metrics(y: np.ndarray, s: np.ndarray, threshold: float, calibrated: float,
+                 decided: np.ndarray | None = None) -> dict[str, float]:
+    """Every two-class metric of `METRICS` over one cell's labels and scores (NaN where undefined).
+
+    `decided` holds the card's own decision (1 fake, 0 real) where it decides by argmax, NaN elsewhere: the
+    fixed-threshold metrics use it in place of ``score >= threshold``."""
     nan = float("nan")
-    fixed = metrics.threshold_metrics(y, s, threshold) if len(y) else {}
+    if decided is not None and np.isfinite(decided).any():
+        s_fixed, t_fixed = np.where(np.isfinite(decided), decided, (s >= threshold).astype(float)), 0.5
+    else:
+        s_fixed, t_fixed = s, threshold
+    fixed = metrics.threshold_metrics(y, s_fixed, t_fixed) if len(y) else {}
     values: dict[str, float] = {}
     for entry in METRICS.values():
         if entry.classes:
@@ -283,6 +341,26 @@ def _three_class(rows: pd.DataFrame) -> dict[str, float]:
                       for p in rows["probs"][known]])
     labels = np.array([THREE_CLASSES.index(t) for t in target[known]])
     return metrics.multiclass_metrics(labels, probs)
+
+
+PROTOCOL_DEFAULTS = {"no_face": "drop", "fallback_score": 0.5, "decision": "threshold"}   # stores before 0.9
+
+
+def _protocol(runs: pd.DataFrame, run_id: str, key: str) -> object:
+    """One setting of a run's scoring protocol (`runs` indexed by run id); older stores get their old rule."""
+    value = runs.loc[run_id, key] if key in runs.columns else None
+    return PROTOCOL_DEFAULTS[key] if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def _argmax_decision(probs: pd.Series) -> float:
+    """1.0 when the most probable of the mean class probabilities is not the last class (REAL), else 0.0; NaN
+    without probabilities."""
+    rows = [json.loads(p) if isinstance(p, str) else p for p in probs if p is not None and not
+            (isinstance(p, float) and np.isnan(p))]
+    if not rows:
+        return float("nan")
+    mean = np.mean(np.asarray(rows, dtype=np.float64), axis=0)
+    return float(int(np.argmax(mean)) != len(mean) - 1)
 
 
 def load_results(run_dirs: str | Path | Sequence[str | Path]) -> Results:
@@ -317,10 +395,14 @@ def _read_run(store: ScoreStore, run_id: str) -> tuple[pd.DataFrame, pd.DataFram
     frames = store.table("frames", run_id)
     frames = frames.merge(cells[["cell", "op", "level", "category", "position"]], on="cell", how="left")
     frames = frames.merge(samples[["sample_id", "label", "method", "group"]], on="sample_id", how="left")
+    protocol = {**PROTOCOL_DEFAULTS, "aggregation": prov["suite"]["aggregation"], "finder": prov["identity"].get(
+        "finder", {}).get("finder", ""), **prov.get("protocol", {})}
     run = {"run_id": run_id, "detector": prov["detector"], "weights": prov["weights"],
            "weights_sha256": prov["weights_sha256"], "dataset": prov["identity"]["dataset"],
-           "suite": prov["suite"]["name"], "aggregation": prov["suite"]["aggregation"], "provenance": prov,
-           "n_tasks": len(samples) * len(cells)}
+           "suite": prov["suite"]["name"], "provenance": prov, "n_tasks": len(samples) * len(cells),
+           **{k: protocol[k] for k in ("aggregation", "finder", "no_face", "fallback_score", "decision")}}
     frames = frames.assign(**{k: run[k] for k in ("detector", "weights", "dataset", "suite")})
     cells = cells.sort_values("position").assign(**{k: run[k] for k in ("detector", "weights", "dataset")})
-    return frames, store.table("tasks", run_id), run, cells
+    tasks = store.table("tasks", run_id).merge(samples[["sample_id", "label", "method", "path"]], on="sample_id",
+                                               how="left")
+    return frames, tasks, run, cells

@@ -124,6 +124,18 @@ def is_valid(value: float | None) -> bool:
     return value is not None and bool(np.isfinite(value)) and 0.0 <= value <= 1.0
 
 
+def video_rule(suite_rule: str, card_rule: str) -> str:
+    """The video rule of a run: the detector card's (its authors') where the suite says ``card``, else the
+    suite's fixed rule."""
+    return card_rule if suite_rule == "card" else suite_rule
+
+
+def sample_rule(rule: str, media: str) -> str:
+    """The rule for one sample: a still image is scored by its one frame (``mean``), whatever the video rule (a
+    share-of-frames rule such as MesoNet's ``vote`` would make it 0 or 1)."""
+    return "mean" if media == "image" else rule
+
+
 def video_score(scores: Sequence[float], aggregation: str = "mean") -> float:
     """The video rule: one score from the scores of a video's scored frames (`dfbench.metrics.aggregate`)."""
     return metrics.aggregate(scores, aggregation)

@@ -61,7 +61,7 @@ def _scores(summary) -> pd.DataFrame:
 
 
 def _forbid_finding(monkeypatch) -> None:
-    monkeypatch.setattr(pipeline, "make_finder", lambda name: ForbiddenFinder())
+    monkeypatch.setattr(pipeline, "choose_finder", lambda *args, **kwargs: (ForbiddenFinder(), None))
 
 
 def test_second_detector_with_the_same_crop_spec_only_runs_its_model(small_demo: Path, suite: str, tmp_path: Path,
@@ -135,11 +135,12 @@ def test_a_detector_with_another_crop_spec_reuses_the_faces_and_cuts_its_own_cro
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "cache"))
     run(_config(small_demo, suite, tmp_path / "effb2", keep_crops=True))
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "empty"))
-    fresh = run(_config(small_demo, suite, tmp_path / "meso-fresh", "meso4"))
+    # meso4's own finder (face_recognition) has its own cache key: with mtcnn it reuses effb2's faces
+    fresh = run(_config(small_demo, suite, tmp_path / "meso-fresh", "meso4", finder="mtcnn"))
     monkeypatch.setenv("DFBENCH_CACHE_DIR", str(tmp_path / "cache"))
     decodes.clear()
     _forbid_finding(monkeypatch)
-    second = run(_config(small_demo, suite, tmp_path / "meso", "meso4"))     # 256 px, PIL nearest: other crops
+    second = run(_config(small_demo, suite, tmp_path / "meso", "meso4", finder="mtcnn"))   # 256 px: other crops
     assert len(decodes) == 4 and "faces" not in second.stages
     assert second.stages["cached_faces"]["items"] == 4 * 4 * 2
     pd.testing.assert_frame_equal(_scores(second), _scores(fresh))

@@ -2,13 +2,22 @@
 
 References come from packages installed from the registry (pretrainedmodels' Cadene Xception, which
 FaceForensics++ uses; efficientnet_pytorch, which SBI uses; torchvision's EfficientNet-B2, DenseNet-121
-and VGG19) with random weights and randomised BatchNorm statistics, saved the way the authors save them.
+and VGG19) with random weights, saved the way the authors save them.
+
+A randomly initialised network with made-up BatchNorm statistics gives nearly the same output for every input
+(the audit measured a spread of 0.0 for the EfficientNets), and then a parity test passes whatever the adapter
+does to its input. So each reference is made input-sensitive first (`_calibrate`: BatchNorm running statistics
+measured by forward passes over random batches, normalised as the reference expects), every check asserts a
+minimum spread of the reference's output across its inputs, and every check shows that the same adapter fed
+BGR instead of RGB, or with another normalisation, fails it (`_check`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,15 +31,27 @@ from dfbench.errors import CheckpointError
 TOL = 1e-5
 
 
-def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+MIN_SPREAD = 100 * TOL     # the reference output must move this much across inputs, or parity means nothing
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _calibrate(model: nn.Module, size: int, normalise: Callable[[torch.Tensor], torch.Tensor], seed: int = 0,
+               batches: int = 3) -> nn.Module:
+    """Random BatchNorm scales and shifts, and running statistics measured on random batches as the reference
+    sees them: activations keep their scale through the network, so its output depends on its input."""
     gen = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                module.running_mean.copy_(torch.rand(module.running_mean.shape, generator=gen) * 0.2 - 0.1)
-                module.running_var.copy_(torch.rand(module.running_var.shape, generator=gen) + 0.5)
-                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
-                module.bias.copy_(torch.rand(module.bias.shape, generator=gen) * 0.2 - 0.1)
+        for module in norms:
+            module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+            module.bias.copy_(torch.rand(module.bias.shape, generator=gen) * 0.2 - 0.1)
+            module.reset_running_stats()
+            module.momentum = None                      # a plain average over the calibration batches
+        model.train()
+        for _ in range(batches):
+            model(normalise(torch.rand(4, 3, size, size, generator=gen)))
+    for module in norms:
+        module.momentum = 0.1
     return model.eval()
 
 
@@ -41,8 +62,41 @@ def _close(got: torch.Tensor, expected: torch.Tensor, label: str) -> None:
     assert diff < TOL, (label, diff)
 
 
+def _check(adapter, faces: torch.Tensor, expected: torch.Tensor, label: str,
+           predict: Callable | None = None) -> None:
+    """Parity that can fail: the reference moves across `faces`, the adapter matches it, and the same adapter
+    given BGR faces, or normalising with other statistics, does not."""
+    predict = predict or (lambda a, x: a.predict(x))
+    spread = float(expected.max() - expected.min())
+    assert spread >= MIN_SPREAD, f"{label}: the reference gives nearly one output for every input ({spread:.1e})"
+    _close(predict(adapter, faces), expected, label)
+    bgr = float((predict(adapter, faces.flip(1)) - expected).abs().max())
+    card = adapter.card
+    other = ((0.5,) * 3, (0.5,) * 3) if card.mean == IMAGENET_MEAN else (IMAGENET_MEAN, IMAGENET_STD)
+    adapter.card = dataclasses.replace(card, mean=other[0], std=other[1])
+    try:
+        renormalised = float((predict(adapter, faces) - expected).abs().max())
+    finally:
+        del adapter.card                                # back to the class's card
+    print(f"parity {label}: spread {spread:.1e}, BGR off by {bgr:.1e}, other normalisation off by {renormalised:.1e}")
+    assert bgr > 10 * TOL and renormalised > 10 * TOL, (label, bgr, renormalised)
+
+
+def _imagenet(faces: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (faces - mean) / std
+
+
+def _halves(faces: torch.Tensor) -> torch.Tensor:
+    return (faces - 0.5) / 0.5
+
+
 def _faces(n: int, size: int) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(7))
+
+
+N_FACES = 4
 
 
 def _adapter(key: str, weights, **kw):
@@ -105,18 +159,18 @@ def _ffpp_model(network, dropout: float) -> nn.Module:
                              (cadene.SeparableConv2d, network.xception.SeparableConv2d)):
             if type(module) is ours:
                 module.__class__ = theirs
-    return _randomise(network.models.TransferModel(xception, dropout))
+    return _calibrate(network.models.TransferModel(xception, dropout), 299, _halves, seed=1)
 
 
 def _xception_reference(model: nn.Module, faces: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return torch.softmax(model((faces - 0.5) / 0.5), dim=1)[:, 1]
+        return torch.softmax(model(_halves(faces)), dim=1)[:, 1]
 
 
 @pytest.mark.parametrize("dropout", [0.5, 0.0], ids=["last_linear.1", "last_linear"])
 def test_xception_reads_the_ffpp_pickled_transfer_model(ffpp_network, tmp_path: Path, dropout: float):
     model = _ffpp_model(ffpp_network, dropout)
-    faces = _faces(2, 299)
+    faces = _faces(N_FACES, 299)
     expected = _xception_reference(model, faces)
     torch.save(model, tmp_path / "all_c23.p", _use_new_zipfile_serialization=False)  # the 2019-era format
     for name in [m for m in sys.modules if m == "network" or m.startswith("network.")]:
@@ -125,17 +179,17 @@ def test_xception_reads_the_ffpp_pickled_transfer_model(ffpp_network, tmp_path: 
         _adapter("xception", tmp_path / "all_c23.p")
     first = _adapter("xception", tmp_path / "all_c23.p", trust_checkpoint=True)
     assert first.notes and "plain state dict" in first.notes[0]
-    _close(first.predict(faces), expected, "xception FF++ pickle")
+    _check(first, faces, expected, "xception FF++ pickle")
     again = _adapter("xception", tmp_path / "all_c23.p")  # converted once: no trust needed any more
-    _close(again.predict(faces), expected, "xception FF++ pickle")
+    _close(again.predict(faces), expected, "xception FF++ pickle, converted")
 
 
 def test_xception_reads_ffpp_and_timm_state_dicts(ffpp_network, tmp_path: Path):
     model = _ffpp_model(ffpp_network, 0.5)
-    faces = _faces(2, 299)
+    faces = _faces(N_FACES, 299)
     expected = _xception_reference(model, faces)
     torch.save(model.state_dict(), tmp_path / "ffpp_keys.pth")
-    _close(_adapter("xception", tmp_path / "ffpp_keys.pth").predict(faces), expected, "xception FF++ state dict")
+    _check(_adapter("xception", tmp_path / "ffpp_keys.pth"), faces, expected, "xception FF++ state dict")
 
 
 # -- SBI (efficientnet_pytorch EfficientNet-B4) ------------------------------------------------------------------
@@ -144,33 +198,26 @@ def test_sbi_reads_the_released_tar(tmp_path: Path):
     from efficientnet_pytorch import EfficientNet
 
     torch.manual_seed(2)
-    net = _randomise(EfficientNet.from_name("efficientnet-b4", num_classes=2))
+    net = _calibrate(EfficientNet.from_name("efficientnet-b4", num_classes=2), 380, lambda x: x, seed=2)
     detector = nn.Module()
     detector.net = net  # SBI's Detector keeps the network as .net
     torch.save({"model": detector.state_dict(), "optimizer": {"state": {}}, "epoch": 4}, tmp_path / "FFraw.tar")
-    faces = _faces(2, 380)
+    faces = _faces(N_FACES, 380)
     with torch.no_grad():
         expected = torch.softmax(net(faces), dim=1)[:, 1]
-    got = _adapter("sbi", tmp_path / "FFraw.tar").predict(faces)
-    _close(got, expected, "sbi FFc23.tar")
+    _check(_adapter("sbi", tmp_path / "FFraw.tar"), faces, expected, "sbi FFraw.tar")
 
 
 # -- EfficientNet-B2: torchvision and efficientnet_pytorch layouts -------------------------------------------------
 
-def _imagenet(faces: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (faces - mean) / std
-
-
 def test_effb2_reads_torchvision_state_dicts(tmp_path: Path):
     torch.manual_seed(3)
-    model = _randomise(torchvision.models.efficientnet_b2(num_classes=2))
+    model = _calibrate(torchvision.models.efficientnet_b2(num_classes=2), 224, _imagenet, seed=3)
     torch.save(model.state_dict(), tmp_path / "tv_b2.pth")
-    faces = _faces(2, 224)
+    faces = _faces(N_FACES, 224)
     with torch.no_grad():
         expected = torch.softmax(model(_imagenet(faces)), dim=1)[:, 1]
-    _close(_adapter("effb2", tmp_path / "tv_b2.pth").predict(faces), expected, "effb2 torchvision")
+    _check(_adapter("effb2", tmp_path / "tv_b2.pth"), faces, expected, "effb2 torchvision")
 
 
 def test_effb2_reads_efficientnet_pytorch_state_dicts(tmp_path: Path):
@@ -178,14 +225,15 @@ def test_effb2_reads_efficientnet_pytorch_state_dicts(tmp_path: Path):
 
     torch.manual_seed(4)
     # Static "same" padding computed for the card's 224 px input, so both sides pad alike.
-    model = _randomise(EfficientNet.from_name("efficientnet-b2", num_classes=2, image_size=224))
+    model = _calibrate(EfficientNet.from_name("efficientnet-b2", num_classes=2, image_size=224), 224, _imagenet,
+                       seed=4)
     torch.save({"state_dict": model.state_dict()}, tmp_path / "lm_b2.pth")
-    faces = _faces(2, 224)
+    faces = _faces(N_FACES, 224)
     with torch.no_grad():
         expected = torch.softmax(model(_imagenet(faces)), dim=1)[:, 1]
     adapter = _adapter("effb2", tmp_path / "lm_b2.pth")
     assert adapter.architecture == "tf_efficientnet_b2"
-    _close(adapter.predict(faces), expected, "effb2 efficientnet_pytorch")
+    _check(adapter, faces, expected, "effb2 efficientnet_pytorch")
 
 
 # -- DeepFeatureX (torchvision DenseNet-121 base models) -----------------------------------------------------------
@@ -214,7 +262,7 @@ class _DfxReference(nn.Module):
 @pytest.fixture(scope="module")
 def dfx_reference() -> nn.Module:
     torch.manual_seed(5)
-    return _randomise(_DfxReference())
+    return _calibrate(_DfxReference(), 256, _imagenet, seed=5, batches=2)
 
 
 def _dfx_expected(model: nn.Module, faces: torch.Tensor) -> torch.Tensor:
@@ -224,10 +272,11 @@ def _dfx_expected(model: nn.Module, faces: torch.Tensor) -> torch.Tensor:
 
 def test_deepfeaturex_reads_the_complete_state_dict(dfx_reference, tmp_path: Path):
     torch.save(dfx_reference.state_dict(), tmp_path / "dense121.pt")
-    faces = _faces(2, 256)
+    faces = _faces(N_FACES, 256)
     probs = _dfx_expected(dfx_reference, faces)
     adapter = _adapter("deepfeaturex", tmp_path / "dense121.pt")
-    _close(adapter.predict(faces), 1 - probs[:, 2], "deepfeaturex complete")
+    _check(adapter, faces, 1 - probs[:, 2], "deepfeaturex complete")
+    _check(adapter, faces, probs[:, 0], "deepfeaturex complete, p(DM)", lambda a, x: a.predict_classes(x)[:, 0])
     _close(adapter.predict_classes(faces), probs, "deepfeaturex complete, 3 classes")
 
 
@@ -242,10 +291,10 @@ def test_deepfeaturex_reads_base_models_and_head_files(dfx_reference, tmp_path: 
     head = {k: v for k, v in dfx_reference.state_dict().items() if k.startswith(("convs.", "classifier."))}
     (tmp_path / "head").mkdir()
     torch.save(head, tmp_path / "head" / "dense121.pt")
-    faces = _faces(2, 256)
+    faces = _faces(N_FACES, 256)
     expected = 1 - _dfx_expected(dfx_reference, faces)[:, 2]
     for weights in (files + [tmp_path / "head" / "dense121.pt"], tmp_path):
-        _close(_adapter("deepfeaturex", weights).predict(faces), expected, "deepfeaturex base + head files")
+        _check(_adapter("deepfeaturex", weights), faces, expected, "deepfeaturex base + head files")
 
 
 # -- Capsule-Forensics-v2 ------------------------------------------------------------------------------------------
@@ -300,16 +349,16 @@ class _CapsuleReference(nn.Module):
 
 def test_capsule_reads_the_capsule_state_dict_and_vgg19_weights(tmp_path: Path):
     torch.manual_seed(6)
-    reference = _randomise(_CapsuleReference())
+    reference = _calibrate(_CapsuleReference(), 300, _imagenet, seed=6, batches=2)
     capsule_state = {k: v for k, v in reference.state_dict().items() if not k.startswith("vgg.")}
     vgg = torchvision.models.vgg19()
     vgg.features[:19].load_state_dict(reference.vgg.state_dict())
     torch.save(capsule_state, tmp_path / "capsule_21.pt")
     torch.save(vgg.state_dict(), tmp_path / "vgg19-dcbb9e9d.pth")
-    faces = _faces(2, 300)
+    faces = _faces(N_FACES, 300)
     with torch.no_grad():
         expected = reference(_imagenet(faces))[:, 1]
     adapter = _adapter("capsule", [tmp_path / "vgg19-dcbb9e9d.pth", tmp_path / "capsule_21.pt"])
-    _close(adapter.predict(faces), expected, "capsule + vgg19")
+    _check(adapter, faces, expected, "capsule + vgg19")
     with pytest.raises(CheckpointError, match="missing: the VGG19 ImageNet weights"):
         _adapter("capsule", tmp_path / "capsule_21.pt")

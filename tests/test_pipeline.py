@@ -37,7 +37,7 @@ def test_run_writes_store_run_json_and_the_three_csv_files(small_demo: Path, tmp
     results = pd.read_csv(tmp_path / "r" / "results.csv")
     assert list(results.columns) == ["detector", "weights", "weights_sha256", "dataset", "cell", "op", "level",
                                      "category", "metric", "aggregation", "value", "change", "n_videos", "n_frames",
-                                     "n_no_face", "n_errors"]   # README "Outputs"
+                                     "n_no_face", "n_errors", "n_fallback", "finder", "no_face"]   # README "Outputs"
     metrics = {"auc", "acc", "acc_cal", "eer", "ap", "f1", "precision", "recall", "specificity", "fpr", "tpr_at_1fpr"}
     assert set(results["metric"]) == metrics
     assert len(results) == CELLS * 2 * len(metrics)  # every cell, at frame and video level, even when empty
@@ -46,6 +46,12 @@ def test_run_writes_store_run_json_and_the_three_csv_files(small_demo: Path, tmp
     assert len(matrix) == 1 and {"none-0", "avg_compression", "avg", "n_no_face[vflip-1]"} <= set(matrix.columns)
     clean = results[(results["op"] == "none") & (results["metric"] == "auc")]
     assert (clean["n_frames"] + clean["n_no_face"] == 2 * 2).all()  # 2 test videos x 2 frames
+    video = results[(results["aggregation"] != "frame") & (results["metric"] == "auc")]
+    assert (video["n_videos"] == 2).all() and len(video) == CELLS     # the same two videos in every cell
+    frames = results[(results["aggregation"] == "frame") & (results["metric"] == "auc")].set_index("cell")
+    no_frame = frames["n_frames"] == 0                                 # a cell where neither video has a face
+    assert (video.set_index("cell").loc[no_frame[no_frame].index, "n_fallback"] == 2).all()
+    assert set(results["finder"]) == {"mtcnn"} and set(results["no_face"]) == {"fallback"}
     assert summary.stages["inference"]["items"] > 0
     recomputed = load_results(tmp_path / "r").metrics()
     pd.testing.assert_frame_equal(recomputed, summary.results.metrics())

@@ -7,6 +7,9 @@ dense 16, LeakyReLU(0.1), dropout, dense 1 with a sigmoid. MesoInception4 starts
 (1, 4, 4, 2) and (2, 4, 4, 2): a 1x1 branch and three 1x1-then-3x3 branches with dilation 1, 2 and 3,
 concatenated in that order. The sigmoid is P(real) (Keras sorted the class folders ``df``, ``real``);
 P(fake) = 1 - output.
+
+Protocol as the authors' ``pipeline.py``: faces from the face_recognition models, cut as the landmark-aligned
+square (`faces.crop.aligned_crop`), and a video scored by its share of frames judged fake (``vote``).
 """
 
 from __future__ import annotations
@@ -152,7 +155,13 @@ def mesonet_card(key: str, inception: bool) -> DetectorCard:
         input_size=256,
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
-        crop=CropSpec(size=256, scale=1.3, square=True, interpolation="pil_nearest"),
+        # MesoNet pipeline.py get_aligned_face: l_factor 1.3 on the landmark-aligned square (faces.crop).
+        crop=CropSpec(size=256, scale=1.3, square=True, interpolation="pil_nearest", aligned=True),
+        finder="face_recognition",
+        aggregation="vote",       # pipeline.py compute_accuracy: mean(p > 0.5), the share of frames judged real
+        protocol="Authors' finder searched around the previous frame's face (a track); dfbench's searches each "
+                 "frame. Their video script resized with scipy zoom; dfbench resizes as example.py (nearest). "
+                 "Video rule: share of frames with P(fake) >= 0.5 (= 1 - the authors' share with P(real) > 0.5).",
         output="1 - sigmoid (the network outputs P(real))",
         formats=(f"Keras weights-only HDF5 ({files})",
                  "torch state dict of this port"),

@@ -35,7 +35,15 @@ class DetectorCard:
         mean, std: per-channel RGB normalisation applied to inputs in [0, 1].
         crop: how faces are cut out (margin, shape, output size, which faces).
         output: how the network output becomes P(fake).
-        aggregation: default frame-to-video aggregation.
+        finder: the face finder the detector's authors used (`faces.finder.FINDERS`); ``--finder card`` runs it
+            where it installs offline, else mtcnn with a notice. A name dfbench cannot run is kept as a record.
+        protocol: where dfbench's protocol around the network differs from the authors' (finder, crop, video
+            rule), in one or two sentences; shown by ``dfbench list detectors`` and in the report.
+        aggregation: the authors' frame-to-video rule (``metrics.AGGREGATIONS``), used by suites that say
+            ``aggregation: card``.
+        fallback_score: the video score of a video with no scored frame in a cell (SBI: 0.5).
+        decision: how accuracy-type metrics decide fake: ``threshold`` (P(fake) at the run's threshold) or
+            ``argmax`` (the network's most probable class is not the last, REAL: DeepFeatureX).
         formats: checkpoint formats `load` reads.
         demo_weights: file name of weights shipped in ``dfbench/detectors/weights`` (None if none).
         verified: what the port was checked against, or why it is unverified.
@@ -51,7 +59,11 @@ class DetectorCard:
     crop: CropSpec
     output: str
     formats: tuple[str, ...]
+    finder: str = "mtcnn"
+    protocol: str = ""
     aggregation: str = "mean"
+    fallback_score: float = 0.5
+    decision: str = "threshold"
     demo_weights: str | None = None
     verified: str = "unverified"
     classes: tuple[str, ...] = ()
@@ -61,6 +73,10 @@ class DetectorCard:
             raise ConfigError(f"[{self.key}] crop size {self.crop.size} != input size {self.input_size}.")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"[{self.key}] mean and std need three values each, std > 0.")
+        if self.decision not in ("threshold", "argmax") or (self.decision == "argmax" and len(self.classes) < 2):
+            raise ConfigError(f"[{self.key}] decision must be 'threshold', or 'argmax' with classes named.")
+        if not 0.0 <= self.fallback_score <= 1.0:
+            raise ConfigError(f"[{self.key}] fallback_score must be in [0, 1], got {self.fallback_score}.")
 
 
 def resolve_device(name: str) -> str:

@@ -116,6 +116,9 @@ class CapsuleForensics(DetectorAdapter):
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         crop=CropSpec(size=300, scale=1.3, square=True, interpolation="pil_bilinear"),
+        protocol="The authors cut faces from FF++'s manipulation masks (Otsu, largest contour, side 1.3 x the "
+                 "mask's height, saved as JPEG q95), which cannot be rebuilt for other videos: dfbench cuts "
+                 "mtcnn boxes (ours). Video rule as the authors: the mean over frames.",
         output="mean over the 4 output dimensions of the softmax over the 2 class capsules; index 1 = fake",
         formats=("two files: the released capsule state dict (capsule_21.pt: fea_ext.*, routing_stats.*) and "
                  "torchvision's VGG19 ImageNet weights (vgg19-dcbb9e9d.pth: features.*)",),

@@ -109,6 +109,10 @@ class DeepFeatureXNet(DetectorAdapter):
                  "a models_dir folder: bm-dm/, bm-gan/, bm-real/ base models and complete/ or head file"),
         verified="DenseNet-121 backbones checked against torchvision densenet121 (tests/test_parity.py)",
         classes=CLASSES,
+        finder="none",
+        decision="argmax",        # src/dfx/training_procedure.py: a prediction other than REAL (index 2) is fake
+        protocol="Whole images, as the authors. Accuracy-type metrics decide by argmax (not REAL = fake), as "
+                 "the authors' code; AUC uses 1 - p(REAL).",
     )
 
     def build(self) -> torch.nn.Module:

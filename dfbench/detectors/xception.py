@@ -5,7 +5,8 @@ Reads the FF++ release (``all_raw.p``, ``all_c23.p``, ``all_c40.p``: whole pickl
 objects, only with ``--trust-checkpoint``; converted once to a plain state dict) and plain state dicts in
 either the FF++ layout (``model.`` prefix, ``last_linear.*`` or ``last_linear.1.*`` head) or timm's.
 Preprocessing as FF++'s ``detect_from_video.py``: square crop 1.3x the face box, resize to 299 (PIL
-bilinear), normalise to [-1, 1], P(fake) = softmax index 1. FF++ used dlib boxes; dfbench's finder is MTCNN.
+bilinear), normalise to [-1, 1], P(fake) = softmax index 1. Faces: dlib's frontal detector and its first
+face, as FF++ (``--finder card``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class XceptionFFPP(DetectorAdapter):
         input_size=299,
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
-        crop=CropSpec(size=299, scale=1.3, square=True, interpolation="pil_bilinear"),
+        # FF++ classification/detect_from_video.py: dlib's first face (faces[0]), get_boundingbox scale 1.3.
+        crop=CropSpec(size=299, scale=1.3, square=True, faces="first", interpolation="pil_bilinear"),
+        finder="dlib",
+        protocol="FF++ labels frames only; the video rule (mean of frame P(fake)) is ours. FF++'s training crops "
+                 "came from the Face2Face tracker, its test script from dlib, which dfbench runs.",
         output="softmax over 2 logits, index 1 = fake",
         formats=("FF++ release all_{raw,c23,c40}.p (pickled TransferModel; needs --trust-checkpoint, converted once)",
                  "state dict, FF++ keys (model.*, last_linear[.1].*) or timm keys (fc.*)"),

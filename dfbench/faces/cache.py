@@ -41,7 +41,7 @@ from dfbench.hashing import stable_hash
 from dfbench.version import __version__
 
 log = logging.getLogger(__name__)
-FORMAT = 2            # 2: crops in a memory-mapped .npy beside an .npz index that holds the sampled frames
+FORMAT = 3            # 2: crops in a memory-mapped .npy beside an .npz index; 3: faces may carry landmarks
 
 
 class FaceCache:
@@ -60,7 +60,7 @@ class FaceCache:
             data = json.loads(file.read_text()) if file.exists() else None
             if data is None or not set(cells) <= set(data["cells"]):
                 return None
-            return {(cell, int(index)): [Face(*map(float, box)) for box in boxes]
+            return {(cell, int(index)): [_face(box) for box in boxes]
                     for cell, index, boxes in data["frames"] if cell in cells}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("Ignoring unreadable face cache file %s (%s); finding the faces again.", file, exc)
@@ -106,7 +106,7 @@ class FaceCache:
         The crops go to a new ``.npy`` file first and the index that names it second, so a reader sees either the
         old pair or the new one, never a mix; the superseded ``.npy`` is removed after."""
         sample_id, cells, owners, seen = gathered.sample_id, list(gathered.cells), gathered.owners, gathered.seen
-        frames = [[cell, index, [[f.x1, f.y1, f.x2, f.y2, f.confidence] for f in found]]
+        frames = [[cell, index, [_row(f) for f in found]]
                   for (cell, index), found in sorted((gathered.faces or {}).items())]
         try:
             payload = json.dumps({"sample_id": sample_id, "cells": cells, "frames": frames}).encode()
@@ -141,6 +141,18 @@ class FaceCache:
     @staticmethod
     def _spec_folder(spec: CropSpec) -> str:
         return f"crops-{spec.size}-{stable_hash(dataclasses.asdict(spec))}"
+
+
+def _row(face: Face) -> list:
+    """A face as JSON: its box and confidence, then its landmarks where it has them."""
+    box = [face.x1, face.y1, face.x2, face.y2, face.confidence]
+    return box if face.landmarks is None else [*box, [list(p) for p in face.landmarks]]
+
+
+def _face(row: list) -> Face:
+    landmarks = tuple((float(x), float(y)) for x, y in row[5]) if len(row) > 5 else None
+    x1, y1, x2, y2, confidence = (float(v) for v in row[:5])
+    return Face(x1, y1, x2, y2, confidence, landmarks)
 
 
 def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:

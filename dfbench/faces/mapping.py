@@ -1,5 +1,7 @@
 """``faces: clean``: faces found once in the clean frame, carried into every perturbed frame by geometry.
 
+Landmarks, where a finder gives them, move with their face, each as a box of no size.
+
 Each operation declares how it changes the frame (`perturbations.geometry`): flips mirror boxes, resizes scale
 them. A cell's boxes go through its operations' geometries in order. Every size-changing operation here keeps
 the whole field of view, so when the frame that comes back is not the size the declared geometry predicts
@@ -25,9 +27,12 @@ def map_faces(faces: Sequence[Face], geometries: Sequence[Geometry], clean_size:
     """
     width, height = clean_size
     boxes = [(f.x1, f.y1, f.x2, f.y2) for f in faces]
+    points = [list(f.landmarks or ()) for f in faces]      # a landmark maps as a box of no size
     for geometry in geometries:
         boxes = [geometry.map_box(box, width, height) for box in boxes]
+        points = [[geometry.map_box((x, y, x, y), width, height)[:2] for x, y in face] for face in points]
         width, height = geometry.size(width, height)
     sx, sy = out_size[0] / width, out_size[1] / height
-    return [Face(x1 * sx, y1 * sy, x2 * sx, y2 * sy, f.confidence)
-            for (x1, y1, x2, y2), f in zip(boxes, faces, strict=True)]
+    return [Face(x1 * sx, y1 * sy, x2 * sx, y2 * sy, f.confidence,
+                 tuple((x * sx, y * sy) for x, y in moved) if f.landmarks is not None else None)
+            for (x1, y1, x2, y2), moved, f in zip(boxes, points, faces, strict=True)]

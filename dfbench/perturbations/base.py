@@ -61,12 +61,25 @@ class FrameStep:
         return np.ascontiguousarray(out, dtype=np.uint8)
 
 
+OPENCV_BITRATE = "{opencv_bitrate}"   # in EncodeStep args: the bit rate OpenCV's VideoWriter gives these frames
+
+
 @dataclass(frozen=True)
 class EncodeStep:
-    """A re-encode of the whole stream; `args` are ffmpeg output options (codec, rate control, pix_fmt)."""
+    """A re-encode of the whole stream; `args` are ffmpeg output options (codec, rate control, pix_fmt).
+
+    An argument may be `OPENCV_BITRATE`, resolved for the frames at hand (`resolved_args`) where the encode
+    follows Python steps (the only place that needs it: DeeperForensics' XVID intermediate)."""
 
     args: tuple[str, ...]
     suffix: str = ".mp4"
+
+    def resolved_args(self, width: int, height: int, fps: float) -> tuple[str, ...]:
+        """`args` with `OPENCV_BITRATE` replaced by ``1.5 * fps * width * height`` bit/s: OpenCV's
+        ``CvVideoWriter_FFMPEG::open`` computes ``fps * width * height`` (bitrate_scale 1, capped at INT_MAX / 2)
+        and adds half of it again before opening the encoder (opencv modules/videoio/src/cap_ffmpeg_impl.hpp)."""
+        rate = int(min(fps * width * height, 2**31 / 2) * 1.5)
+        return tuple(str(rate) if a == OPENCV_BITRATE else a for a in self.args)
 
 
 Step = FilterStep | FrameStep | EncodeStep

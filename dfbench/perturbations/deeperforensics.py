@@ -4,10 +4,18 @@ Parameters and formulas as published in ``EndlessSora/DeeperForensics-1.0``, ``p
 and ``add_distortion_to_video.py`` (reference/perturbations.md section 3); this code is written here from
 that description. Frames are processed in OpenCV's BGR order, as the original does, and converted back.
 
-Two deliberate differences: the random generators are seeded per (sample, op, level, frame), where the
-original draws from the unseeded global generator; and frames are stored losslessly, where the original
-re-encodes through an XVID intermediate (``--via_xvid``) and a default ffmpeg encode. Their "JPEG
-compression" is not JPEG encoding: it shrinks by 2-6 and enlarges back. Here it is ``dfo_resize``.
+The six frame distortions end as the released dataset's videos did (``add_distortion_to_video.py``, the
+``via_xvid`` path that "strictly aligns" with the dataset): the distorted frames go to an XVID ``.avi``
+through OpenCV's ``VideoWriter`` and then through ``ffmpeg -i tmp.avi out.mp4``, two lossy generations. Here
+the XVID step is ffmpeg's MPEG-4 part 2 encoder (``mpeg4``, tag XVID) at the bit rate OpenCV's writer sets
+(``fps * width * height``, plus the half of it that ``CvVideoWriter_FFMPEG::open`` adds), GOP and everything
+else at libavcodec's defaults as OpenCV leaves them; the second is libx264 at its defaults (CRF 23, preset
+medium), as a bare ``ffmpeg -i`` gives. The ``*_lossless`` twins (suite ``deeperforensics-lossless``) keep the
+distorted frames bit-exact instead, as dfbench did before.
+
+One deliberate difference: the random generators are seeded per (sample, op, level, frame), where the original
+draws from the unseeded global generator. Their "JPEG compression" is not JPEG encoding: it shrinks by 2-6 and
+enlarges back. Here it is ``dfo_resize``.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import math
 
 import numpy as np
 
-from dfbench.perturbations.base import EncodeStep, FrameStep, Level, Step, operation
+from dfbench.perturbations.base import OPENCV_BITRATE, EncodeStep, FrameStep, Level, Step, operation
 
 LEVELS = (1, 2, 3, 4, 5)
 SOURCE = "DeeperForensics-1.0 perturbation/add_distortion_to_video.py level table and distortions.py"
@@ -126,9 +134,15 @@ def _down_up(factor: int):
     return fn
 
 
-def _frame_op(name: str, factory, kind: str):
+# The dataset's two re-encodes after a frame distortion (see the module docstring).
+XVID = EncodeStep(("-c:v", "mpeg4", "-vtag", "XVID", "-b:v", OPENCV_BITRATE, "-pix_fmt", "yuv420p"), suffix=".avi")
+X264_DEFAULTS = EncodeStep(("-c:v", "libx264", "-pix_fmt", "yuv420p"))
+
+
+def _frame_op(name: str, factory, kind: str, reencode: bool):
     def build(level: Level, seed: int) -> list[Step]:
-        return [FrameStep(_bgr(factory(_param(kind, level))), seed, f"{name} {level}")]
+        distort = FrameStep(_bgr(factory(_param(kind, level))), seed, f"{name} {level}")
+        return [distort, XVID, X264_DEFAULTS] if reencode else [distort]
 
     return build
 
@@ -144,11 +158,17 @@ _FRAME_OPS = (
 )
 
 for _name, _kind, _factory, _category, _what in _FRAME_OPS:
-    _build = _frame_op(_name, _factory, _kind)
-    _build.__doc__ = f"DeeperForensics-1.0 {_what}, levels 1-5."
-    operation(_name, category=_category, version=1, unit="dfo_level", levels=LEVELS, level_range=(1, 5),
-              stochastic=_kind in ("bw", "gnc"), short=_name[4:] + " L{level}",
-              source=f"{SOURCE}: {_kind.upper()} {PARAMS[_kind]}")(_build)
+    for _reencode in (True, False):
+        _build = _frame_op(_name, _factory, _kind, _reencode)
+        _build.__doc__ = (f"DeeperForensics-1.0 {_what}, levels 1-5, then "
+                          + ("the dataset's XVID and x264 re-encodes." if _reencode else "stored losslessly."))
+        operation(_name if _reencode else f"{_name}_lossless", category=_category, version=2 if _reencode else 1,
+                  unit="dfo_level", levels=LEVELS, level_range=(1, 5), stochastic=_kind in ("bw", "gnc"),
+                  short=_name[4:] + " L{level}" + ("" if _reencode else " lossless"),
+                  media=("video",) if _reencode else ("video", "image"),
+                  source=f"{SOURCE}: {_kind.upper()} {PARAMS[_kind]}"
+                         + ("; then XVID (OpenCV VideoWriter) and x264 defaults, the via_xvid path" if _reencode
+                            else "; frames kept lossless (ours)"))(_build)
 
 
 @operation("dfo_vc", category="compression", version=1, unit="dfo_level", levels=LEVELS, level_range=(1, 5),

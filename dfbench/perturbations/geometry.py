@@ -99,3 +99,51 @@ class Stretch(Geometry):
         sx = self.size(width, height)[0] / width
         x1, y1, x2, y2 = box
         return x1 * sx, y1, x2 * sx, y2
+
+
+@dataclass(frozen=True)
+class BothFlip(Geometry):
+    """Mirror both axes (a half turn): x becomes width - x, y becomes height - y."""
+
+    kind: ClassVar[str] = "flip_both"
+
+    def map_box(self, box: Box, width: int, height: int) -> Box:
+        x1, y1, x2, y2 = box
+        return width - x2, height - y2, width - x1, height - y1
+
+
+@dataclass(frozen=True)
+class ScalePercent(Geometry):
+    """Scale both sides to ``int(side * percent / 100)`` (OpenCV's usual resize arithmetic), at least 1."""
+
+    percent: float = 50.0
+    kind: ClassVar[str] = "scale_percent"
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        return max(1, int(width * self.percent / 100)), max(1, int(height * self.percent / 100))
+
+    def map_box(self, box: Box, width: int, height: int) -> Box:
+        out_w, out_h = self.size(width, height)
+        x1, y1, x2, y2 = box
+        return x1 * out_w / width, y1 * out_h / height, x2 * out_w / width, y2 * out_h / height
+
+
+@dataclass(frozen=True)
+class Rotate(Geometry):
+    """Turn by `degrees` counter-clockwise about the frame's centre, keeping the frame size (corners are cut): a
+    box becomes the bounding box of its turned corners, clamped to the frame."""
+
+    degrees: float = 45.0
+    kind: ClassVar[str] = "rotate"
+
+    def map_box(self, box: Box, width: int, height: int) -> Box:
+        import math
+
+        x1, y1, x2, y2 = box
+        cx, cy = width / 2, height / 2
+        cos, sin = math.cos(math.radians(self.degrees)), math.sin(math.radians(self.degrees))
+        # OpenCV's getRotationMatrix2D: positive angles turn counter-clockwise on screen (y down)
+        corners = [(cos * (x - cx) + sin * (y - cy) + cx, -sin * (x - cx) + cos * (y - cy) + cy)
+                   for x, y in ((x1, y1), (x2, y1), (x1, y2), (x2, y2))]
+        xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+        return (max(0.0, min(xs)), max(0.0, min(ys)), min(float(width), max(xs)), min(float(height), max(ys)))

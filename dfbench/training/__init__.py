@@ -18,6 +18,8 @@ from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.detectors.base import autocast, resolve_device, resolve_precision
 from dfbench.detectors.deepfeaturex import BASES, densenet_backbone_state, head_of
 from dfbench.errors import CheckpointError, ConfigError
+from dfbench.faces import FaceFinder
+from dfbench.gather import choose_finder
 from dfbench.outputs import prepare_file
 from dfbench.provenance import git_hash
 from dfbench.registry import unknown_name
@@ -46,6 +48,8 @@ class TrainConfig:
         class_map: deepfeaturex only: ``method=DM,method=GAN`` pairs.
         val_fraction: share of the training groups held out for validation; None takes the recipe's
             (`recipes.VAL_FRACTION`).
+        finder: the face finder of the training crops: ``card`` (the detector's authors', where it runs
+            offline, else mtcnn with a notice) or a finder name.
     """
 
     detector: str
@@ -60,6 +64,7 @@ class TrainConfig:
     init: str | None = None
     class_map: str | None = None
     overrides: Overrides = Overrides()
+    finder: str = "card"
 
     def __post_init__(self) -> None:
         if self.recipe not in RECIPES:
@@ -93,14 +98,18 @@ def train_detector(config: TrainConfig, log: Log = lambda _m: None, progress: Pr
     val_fraction = VAL_FRACTION[config.recipe] if config.val_fraction is None else config.val_fraction
     train_set, val_set = split_for_training(dataset, val_fraction, config.overrides.seed)
     adapter = get_detector(config.detector)
+    finder, notice = choose_finder(config.finder, adapter.card.finder, config.detector, adapter.card.crop.whole_frame)
+    if notice:
+        log(notice)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(config.overrides.seed)
     if config.recipe == "deepfeaturex":
-        state, stages = _train_deepfeaturex(config, adapter, train_set, val_set, device, precision, log, progress)
+        state, stages = _train_deepfeaturex(config, adapter, train_set, val_set, device, precision, log, progress,
+                                            finder)
     else:
         started = time.perf_counter()
-        train, val = (extract_crops(d, adapter.card.crop, config.frames) for d in (train_set, val_set))
+        train, val = (extract_crops(d, adapter.card.crop, config.frames, finder) for d in (train_set, val_set))
         log(f"{len(train)} training crops from {len(train_set)} samples, {len(val)} validation crops from "
             f"{len(val_set)} samples ({time.perf_counter() - started:.0f} s)")
         settings = settings_for(config.recipe, config.detector, config.overrides)
@@ -159,7 +168,8 @@ def _stage(result: FitResult, settings) -> dict:
 
 
 def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set: Dataset, val_set: Dataset,
-                        device: str, precision: str, log: Log, progress: Progress | None) -> tuple[dict, dict]:
+                        device: str, precision: str, log: Log, progress: Progress | None,
+                        finder: FaceFinder) -> tuple[dict, dict]:
     """Stage 1: a DenseNet-121 base model per class on 90:10 subsets; stage 2: the head on frozen bases.
 
     The frozen bases (eval mode, so their BatchNorm statistics stay as stage 1 left them) map each stage-2 crop to
@@ -174,7 +184,7 @@ def _train_deepfeaturex(config: TrainConfig, adapter: DetectorAdapter, train_set
     seed = config.overrides.seed
     (train_a, train_b), (val_a, val_b) = split_groups(train_set, seed), split_groups(val_set, seed)
     spec = adapter.card.crop
-    crops = {name: extract_crops(d, spec, config.frames) for name, d in
+    crops = {name: extract_crops(d, spec, config.frames, finder) for name, d in
              (("train_a", train_a), ("train_b", train_b), ("val_a", val_a), ("val_b", val_b))}
     targets = {name: class_labels(c, class_map) for name, c in crops.items()}
     settings = settings_for("deepfeaturex", config.detector, config.overrides)

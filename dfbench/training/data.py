@@ -12,8 +12,8 @@ import numpy as np
 from dfbench.cache import cache_root
 from dfbench.data import Dataset
 from dfbench.errors import DatasetError
-from dfbench.faces import CropSpec, make_finder
-from dfbench.gather import Gatherer, clean_suite
+from dfbench.faces import CropSpec, FaceFinder
+from dfbench.gather import Gatherer, clean_suite, make_finder
 
 CROPS_VERSION = 1
 
@@ -84,15 +84,18 @@ def split_groups(dataset: Dataset, seed: int) -> tuple[Dataset, Dataset]:
             Dataset(f"{dataset.name}:b", dataset.table[~mask].reset_index(drop=True), dataset.root))
 
 
-def extract_crops(dataset: Dataset, spec: CropSpec, frames: int) -> Crops:
-    """Face crops of the clean samples, gathered as ``dfbench run --suite clean`` gathers them; cached by content."""
+def extract_crops(dataset: Dataset, spec: CropSpec, frames: int, finder: FaceFinder | None = None) -> Crops:
+    """Face crops of the clean samples, gathered as ``dfbench run --suite clean`` gathers them with `finder`
+    (None: mtcnn, or none for whole-frame specs); cached by content and finder."""
+    finder = finder or make_finder("none" if spec.whole_frame else "mtcnn")
     key = hashlib.sha256(json.dumps({"v": CROPS_VERSION, "data": dataset.hash, "ids": list(dataset.table["sample_id"]),
-                                     "spec": asdict(spec), "frames": frames}, sort_keys=True).encode()).hexdigest()[:24]
+                                     "spec": asdict(spec), "frames": frames, "finder": finder.describe()},
+                                    sort_keys=True).encode()).hexdigest()[:24]
     path = cache_root() / "crops" / f"{key}.npz"
     if path.is_file():
         with np.load(path) as data:
             return Crops(data["images"], data["labels"], data["methods"], data["groups"])
-    gatherer = Gatherer(clean_suite(frames), make_finder("none" if spec.whole_frame else "mtcnn"), spec)
+    gatherer = Gatherer(clean_suite(frames), finder, spec)
     images, labels, methods, groups = [], [], [], []
     for sample in dataset.table.itertuples():
         gathered = gatherer.gather_all(str(sample.sample_id), Path(sample.path))

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dfbench.errors import ConfigError, DiskSpaceError, MediaError
-from dfbench.perturbations.base import EncodeStep, FilterStep, FrameStep, Step
+from dfbench.perturbations.base import OPENCV_BITRATE, EncodeStep, FilterStep, FrameStep, Step
 from dfbench.video.ffmpeg import SWS_FLAGS, base_command, input_url, last_error_line
 from dfbench.video.python_steps import FinishSink, WriterSink
 
@@ -291,6 +291,8 @@ def _route(rnd: _Round, label: str, out: str, branch: _Branch, ctx: _Context, ro
         final = dest is not None and not branch.rest
         path = dest[branch.cell_id] if final and dest else ctx.workdir / f"round{round_no}_{out}{branch.encode.suffix}"
         rnd.graph.append(f"[{label}]{branch.chain(*ctx.storage.finish)}[{out}]")
+        if OPENCV_BITRATE in branch.encode.args:
+            raise ConfigError(f"Cell {branch.cell_id!r}: an encode at OpenCV's bit rate must follow Python steps.")
         rnd.file_outputs.append((out, branch.encode.args, path))
         rnd.file_cells.append(branch.cell_id)
         if not final:

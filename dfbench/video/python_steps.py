@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfbench.perturbations.base import FrameStep
+from dfbench.perturbations.base import EncodeStep, FrameStep
 from dfbench.video.ffmpeg import SWS_FLAGS, base_command, input_url, last_error_line
 
 
@@ -109,8 +109,9 @@ class WriterSink:
         if self._proc is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._err = tempfile.TemporaryFile()  # noqa: SIM115 - open while ffmpeg runs, closed in finish()
+            args = EncodeStep(self.args).resolved_args(processed.shape[1], processed.shape[0], self.fps)
             cmd = base_command() + _raw_input(processed, self.fps) + [
-                "-filter_complex", f"sws_flags={SWS_FLAGS};[0:v]{self.chain}[o]", "-map", "[o]", *self.args,
+                "-filter_complex", f"sws_flags={SWS_FLAGS};[0:v]{self.chain}[o]", "-map", "[o]", *args,
                 "-fps_mode", "passthrough", "-an", input_url(self.path)]
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._err)
         assert self._proc.stdin is not None
