@@ -46,8 +46,8 @@ PrecisionOpt = Annotated[str, typer.Option(
          "README.md, Precision, gives how far bf16 and fp16 move the scores.")]
 FinderOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="Face finder: card (the detector's authors' finder where it runs offline, else mtcnn with a notice), "
-         "mtcnn, dlib, face_recognition, face_recognition_hog, or none (inputs are face crops). 'dfbench list "
-         "finders' says what each is. Default: the suite's (card).")]
+         "mtcnn, dlib, face_recognition, face_recognition_hog, retinaface (weights: $DFBENCH_RETINAFACE_WEIGHTS), "
+         "or none (inputs are face crops). 'dfbench list finders' says what each is. Default: the suite's (card).")]
 TrustOpt = Annotated[bool, typer.Option(help="Allow checkpoints that need unpickling (can run code from the file).")]
 
 

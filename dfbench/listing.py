@@ -103,10 +103,16 @@ def _finders():
     entries: list[list[str]] = []
     title = "Face finders (--finder NAME, or card: each detector's authors' finder)"
     for key in FINDERS.names():
-        finder = make_finder(key)
-        summary = (type(finder).__doc__ or "").strip().splitlines()[0]
-        settings = ", ".join(f"{k} {v}" for k, v in finder.describe().items() if k != "finder")
         missing = finder_missing(key)
+        if missing and key == "retinaface":
+            from dfbench.faces.retinaface import RetinaFaceFinder
+
+            summary, settings = (RetinaFaceFinder.__doc__ or "").strip().splitlines()[0], "max_size 2048, " \
+                "confidence 0.7, nms 0.4"
+        else:
+            finder = make_finder(key)
+            summary = (type(finder).__doc__ or "").strip().splitlines()[0]
+            settings = ", ".join(f"{k} {v}" for k, v in finder.describe().items() if k != "finder")
         entries.append([f"[bold cyan]{key}[/]  {escape(summary)}",
                         f"  settings: {escape(settings or 'none')}",
                         f"  {'[red]not available:[/] ' + escape(missing) if missing else 'available'}"])

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from dfbench.detectors import DETECTORS, get_detector
+from dfbench.gather import choose_finder
 
 # One adapter in `make test`; every other one (and effb2's demo weights on the demo set) in `make test-slow`.
 FAST = ("meso4",)
@@ -37,6 +38,9 @@ def test_every_adapter_runs_video_ops_on_the_demo_set(key: str, small_demo: Path
     assert len(results["op"].unique()) == 11 and (results["n_videos"] + results["n_no_face"] > 0).all()
     video = results[results["aggregation"] != "frame"]
     assert video["n_videos"].nunique() == 1                    # every cell scores the same videos
+    card = get_detector(key).card
+    ran = finder[1] if finder else choose_finder("card", card.finder, key, card.crop.whole_frame)[0].name
+    assert set(results["finder"]) == {ran} and set(video["aggregation"]) == {card.aggregation}
 
 
 PLUGIN = '''

@@ -418,3 +418,46 @@ def test_deeperforensics_frame_ops_end_with_the_datasets_xvid_and_x264_encodes(s
     index = gathered.indices[0]
     gap = np.abs(crops[("dfo_cs-3", index)] - crops[("dfo_cs_lossless-3", index)]).mean()
     assert 0.05 < gap < 8, gap                         # one more lossy generation: close, not equal
+
+
+# --- RetinaFace (SBI's finder) from a weights file ---------------------------------------------------------------
+
+def test_retinaface_network_has_the_released_key_layout_and_decodes_priors(tmp_path: Path, monkeypatch):
+    import torch
+
+    from dfbench.faces.retinaface import WEIGHTS_ENV, RetinaFaceFinder, build_network
+
+    network = build_network()
+    shapes = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+    assert shapes["body.conv1.weight"] == (64, 3, 7, 7) and "body.fc.weight" not in shapes
+    assert shapes["fpn.output1.0.weight"] == (256, 512, 1, 1) and shapes["fpn.merge2.0.weight"] == (256, 256, 3, 3)
+    assert shapes["ssh3.conv3X3.0.weight"] == (128, 256, 3, 3) and shapes["ssh1.conv7x7_3.1.running_var"] == (64,)
+    assert shapes["ClassHead.2.conv1x1.weight"] == (4, 256, 1, 1)
+    assert shapes["BboxHead.0.conv1x1.weight"] == (8, 256, 1, 1) and shapes["LandmarkHead.1.conv1x1.bias"] == (20,)
+    torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, tmp_path / "Resnet50_Final.pth")
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    with pytest.raises(ConfigError, match=WEIGHTS_ENV):
+        make_finder("retinaface")
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "Resnet50_Final.pth"))
+    finder = RetinaFaceFinder(max_size=400)
+    assert finder.describe()["weights_sha256"] and finder._network() is not None     # the module. prefix goes
+
+    # one confident prior, no regression: the face is that prior's box, scaled back to the frame
+    level0 = 25 * 50 * 2                            # a 200 x 400 resized frame: stride 8, two anchors each
+    total = level0 + 13 * 25 * 2 + 7 * 13 * 2
+    index = (3 * 50 + 5) * 2 + 1                    # row 3, column 5, the 32 px anchor
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            assert tuple(x.shape) == (1, 3, 200, 400)
+            conf = torch.zeros(1, total, 2)
+            conf[0, :, 0] = 5.0
+            conf[0, index, 1] = 10.0
+            return torch.zeros(1, total, 4), conf, torch.zeros(1, total, 10)
+
+    finder._model = Fixed()
+    faces = finder.find(np.zeros((100, 200, 3), np.uint8))
+    assert [(f.x1, f.y1, f.x2, f.y2) for f in faces] == [(14.0, 6.0, 30.0, 22.0)] and faces[0].confidence > 0.99
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match="not a RetinaFace"):
+        RetinaFaceFinder(tmp_path / "other.pth")._network()

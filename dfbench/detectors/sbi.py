@@ -6,8 +6,8 @@ That maps exactly onto timm ``tf_efficientnet_b4`` (not ``efficientnet_b4``). Pr
 ``src/inference/preprocess.py``: the box grows by w/8 left and right and h/8 top and bottom, clamped,
 resized to 380 with cv2 (bilinear), RGB / 255 with no mean/std; P(fake) = softmax index 1; every face
 with at least half the largest face's area is scored and a frame takes the max, a video the mean.
-SBI finds faces with RetinaFace, which dfbench cannot run offline yet: ``--finder card`` falls back to
-MTCNN, with a notice.
+SBI finds faces with RetinaFace: ``--finder card`` runs it from the weights file named by
+``$DFBENCH_RETINAFACE_WEIGHTS``, and falls back to MTCNN with a notice when there is none.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ class SelfBlendedImages(DetectorAdapter):
         crop=CropSpec(size=380, scale=1.25, square=False, faces="all", min_relative_area=0.5,
                       interpolation="linear"),
         finder="retinaface",      # src/inference/inference_dataset.py: RetinaFace resnet50_2020-07-20, max_size 2048
-        protocol="SBI's finder is RetinaFace (resnet50_2020-07-20), which dfbench cannot run offline yet: mtcnn "
-                 "boxes are cut with SBI's margins. Video rule as SBI: max over faces, mean over frames, 0.5 "
-                 "for a video without a face.",
+        protocol="SBI's finder is RetinaFace (resnet50_2020-07-20), which runs from a weights file you give "
+                 "($DFBENCH_RETINAFACE_WEIGHTS); without it, mtcnn boxes are cut with SBI's margins. Video rule "
+                 "as SBI: max over faces, mean over frames, 0.5 for a video without a face.",
         output="softmax over 2 logits, index 1 = fake; frame = max over faces",
         formats=("SBI release FFraw.tar / FFc23.tar ({'model': {net.* efficientnet_pytorch keys}})",
                  "state dict with efficientnet_pytorch keys (_conv_stem, _blocks.i) or timm tf_efficientnet_b4 keys"),

@@ -13,6 +13,8 @@ Shipped finders (`FINDERS`, ``dfbench list finders``):
 - ``face_recognition``: the models of the `face_recognition` package (dlib's CNN face detector and 68-point
   shape predictor, shipped in `face_recognition_models`), called as MesoNet's ``pipeline.py`` calls them;
   ``face_recognition_hog``: the same with the package's default HOG detector (faster on a CPU; ours).
+- ``retinaface``: RetinaFace ResNet-50 as SBI calls it (`faces.retinaface`), from a weights file the user gives
+  (``$DFBENCH_RETINAFACE_WEIGHTS``); without it, a clear one-line error.
 - ``none``: the whole frame is the face (inputs that are already crops, whole-image detectors).
 
 Each detector's card names its authors' finder; ``--finder card`` (the default) uses it when it is installed and
@@ -188,7 +190,7 @@ class DlibFinder:
 
 
 class FaceRecognitionFinder:
-    """The `face_recognition` package's models, called as MesoNet's video pipeline calls them.
+    """Faces and 68 landmarks from the `face_recognition` package's dlib models (MesoNet's finder; model cnn or hog).
 
     MesoNet (``pipeline.py``, ``FaceFinder.find_faces``) shrinks the frame (``scipy.ndimage.zoom``, factor
     ``resize`` = 0.5) and runs dlib's CNN face detector (``face_locations(..., model='cnn')``: upsampled once),
@@ -291,6 +293,15 @@ FINDERS.add("dlib", DlibFinder)
 FINDERS.add("face_recognition", FaceRecognitionFinder)
 FINDERS.add("face_recognition_hog", lambda: FaceRecognitionFinder("hog", resize=1.0, fallback_upsample=-1))
 FINDERS.add("none", WholeFrameFinder)
+
+
+def _retinaface() -> FaceFinder:
+    from dfbench.faces.retinaface import RetinaFaceFinder  # torch and torchvision only when asked for
+
+    return RetinaFaceFinder()
+
+
+FINDERS.add("retinaface", _retinaface)
 CARD = "card"     # --finder card: the finder the detector's authors used (the default)
 
 
