@@ -48,6 +48,15 @@ class VerticalFlip(Geometry):
         return x1, height - y2, x2, height - y1
 
 
+class _Scaling(Geometry):
+    """A geometry that scales the frame to `size`: boxes scale by the output over the input size."""
+
+    def map_box(self, box: Box, width: int, height: int) -> Box:
+        out_w, out_h = self.size(width, height)
+        x1, y1, x2, y2 = box
+        return x1 * out_w / width, y1 * out_h / height, x2 * out_w / width, y2 * out_h / height
+
+
 @dataclass(frozen=True)
 class Downscale(Geometry):
     """Divide both sides by `factor`, rounded down to an even number (``trunc(iw/(2f))*2``)."""
@@ -69,7 +78,7 @@ IDENTITY = Geometry()
 
 
 @dataclass(frozen=True)
-class Resize(Geometry):
+class Resize(_Scaling):
     """Scale both sides by `scale`, rounded down to an even number, at least 2 (``trunc(iw*s/2)*2``)."""
 
     scale: float = 0.5
@@ -77,11 +86,6 @@ class Resize(Geometry):
 
     def size(self, width: int, height: int) -> tuple[int, int]:
         return max(2, int(width * self.scale / 2) * 2), max(2, int(height * self.scale / 2) * 2)
-
-    def map_box(self, box: Box, width: int, height: int) -> Box:
-        out_w, out_h = self.size(width, height)
-        x1, y1, x2, y2 = box
-        return x1 * out_w / width, y1 * out_h / height, x2 * out_w / width, y2 * out_h / height
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class BothFlip(Geometry):
 
 
 @dataclass(frozen=True)
-class ScalePercent(Geometry):
+class ScalePercent(_Scaling):
     """Scale both sides to ``int(side * percent / 100)`` (OpenCV's usual resize arithmetic), at least 1."""
 
     percent: float = 50.0
@@ -121,11 +125,6 @@ class ScalePercent(Geometry):
 
     def size(self, width: int, height: int) -> tuple[int, int]:
         return max(1, int(width * self.percent / 100)), max(1, int(height * self.percent / 100))
-
-    def map_box(self, box: Box, width: int, height: int) -> Box:
-        out_w, out_h = self.size(width, height)
-        x1, y1, x2, y2 = box
-        return x1 * out_w / width, y1 * out_h / height, x2 * out_w / width, y2 * out_h / height
 
 
 @dataclass(frozen=True)
