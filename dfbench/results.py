@@ -70,6 +70,7 @@ class Results:
     def __init__(self, frames: pd.DataFrame, tasks: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> None:
         self.frames, self.tasks, self.runs, self.cells = frames, tasks, runs, cells
         self._tables: dict[tuple[str, float, str], pd.DataFrame] = {}   # each metric table is computed once
+        self._videos: dict[str | None, pd.DataFrame] = {}              # and each video table
 
     def incomplete(self) -> list[str]:
         """One line per unfinished run (a (sample, cell) task without its row): its metrics rest on part of it."""
@@ -93,6 +94,11 @@ class Results:
         made with ``--no-face drop``, which leaves it out. ``decision`` is 1.0 (fake) or 0.0 for runs whose card
         decides by argmax (the most probable of the mean class probabilities is not REAL), else NaN (the score
         at the threshold decides)."""
+        if aggregation not in self._videos:
+            self._videos[aggregation] = self._video_table(aggregation)
+        return self._videos[aggregation].copy()
+
+    def _video_table(self, aggregation: str | None) -> pd.DataFrame:
         ok = self.frames[self.frames["status"] == "ok"]
         runs = self.runs.set_index("run_id")
         keys = ["run_id", "sample_id", "cell"]
