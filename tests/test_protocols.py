@@ -366,7 +366,7 @@ def test_deepfeaturex_sn_suite_has_the_published_operations_and_values():
     suite = load_suite("deepfeaturex-sn")
     assert [c.id for c in suite.cells] == [
         "none-0", "jpeg-90", "jpeg-80", "jpeg-70", "jpeg-60", "jpeg-50", "dfxsn_blur-3", "dfxsn_blur-7",
-        "dfxsn_blur-15", "dfxsn_scale-50", "dfxsn_scale-200", "flip_both-1", "rotate-45", "rotate-135"]
+        "dfxsn_blur-15", "dfxsn_scale-200", "dfxsn_scale-50", "flip_both-1", "rotate-45", "rotate-135"]
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (61, 80, 3), dtype=np.uint8)
     assert np.array_equal(_apply("dfxsn_blur", 7, frame), cv2.GaussianBlur(frame, (7, 7), 4))   # sigmaX = 4

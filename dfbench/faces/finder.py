@@ -25,33 +25,16 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from dfbench.errors import ConfigError
+from dfbench.faces.face import Face, Point
 from dfbench.registry import Registry
 
-Point = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class Face:
-    """A found face: box corners in pixels of the frame (x right, y down) and the finder's confidence."""
-
-    x1: float
-    y1: float
-    x2: float
-    y2: float
-    confidence: float
-    landmarks: tuple[Point, ...] | None = field(default=None, repr=False)  # 68 (x, y), iBUG 300-W order, or none
-
-    @property
-    def area(self) -> float:
-        """Box area in square pixels."""
-        return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
+__all__ = ["FINDERS", "Face", "FaceFinder", "Point", "choose_finder", "make_finder"]
 
 
 class FaceFinder(Protocol):

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dfbench.errors import ConfigError
-from dfbench.faces.finder import Face
+from dfbench.faces.face import Face
 
 WEIGHTS_ENV = "DFBENCH_RETINAFACE_WEIGHTS"
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))     # prior sizes per level (predict_single.py)

@@ -57,7 +57,8 @@ def _scale(percent: int):
     return fn
 
 
-@operation("dfxsn_scale", category="resolution", version=1, unit="percent", levels=(50, 200), level_range=(1, 400),
+# Levels in order of strength (dfbench's convention): doubling loses less than halving.
+@operation("dfxsn_scale", category="resolution", version=1, unit="percent", levels=(200, 50), level_range=(1, 400),
            geometry=lambda p: ScalePercent(float(p)), short="{level}%", media=("image",),
            source=f"{SOURCE} Scaling: cv2.resize to int(side * p / 100), INTER_AREA, p = 50, 200")
 def dfxsn_scale(percent: Level, seed: int) -> list[Step]:
