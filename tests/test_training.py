@@ -257,7 +257,7 @@ def test_selection_by_accuracy_keeps_the_best_accuracy_and_stops_on_the_loss(tmp
 COLOUR_OF = {"sbi_blur": 0, "sbi_sharpen": 1, "": 2}     # DM red, GAN green, REAL blue (see the class map below)
 
 
-def _colour_crops(dataset, spec, frames: int) -> Crops:
+def _colour_crops(dataset, spec, frames: int, finder=None) -> Crops:
     """Stand-in for face extraction: `frames` 32 x 32 noise crops per sample whose strong channel is its class."""
     images, labels, methods, groups = [], [], [], []
     for row in dataset.table.itertuples():
