@@ -183,7 +183,7 @@ class FaceRecognitionFinder:
     keep a track; dfbench's finders see one frame at a time, so the whole shrunk frame is searched (ours).
 
     The CNN is slow on a CPU (about 3.4 s per 854 x 480 frame on 2 cores, measured); ``face_recognition_hog``
-    is the same package's default model instead (HOG, upsampled once, on the whole frame: about 0.12 s), with the
+    is the same package's default model instead (HOG, upsampled once, on the whole frame: 0.57 s, measured), with the
     same landmarks, for whoever cannot wait (ours: not MesoNet's protocol).
 
     Args:
