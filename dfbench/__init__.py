@@ -4,6 +4,8 @@ The public API (imported lazily, so ``import dfbench`` stays light and does not 
 
 * ``dfbench.run(detector=..., suite=..., dataset=..., weights=..., out=...)`` runs a benchmark;
 * ``dfbench.load_results(run_dirs)`` returns every metric of finished runs from their stores;
+* ``dfbench.score(predictions, dataset=..., suite=...)`` returns them for a predictions file, after checking it
+  covers the dataset and suite;
 * ``dfbench.list_detectors()``, ``dfbench.list_operations()``, ``dfbench.list_suites()``.
 """
 
@@ -13,7 +15,7 @@ from typing import Any
 
 from dfbench.version import __version__
 
-__all__ = ["__version__", "list_detectors", "list_operations", "list_suites", "load_results", "run"]
+__all__ = ["__version__", "list_detectors", "list_operations", "list_suites", "load_results", "run", "score"]
 
 
 def list_detectors() -> list[str]:
@@ -46,4 +48,8 @@ def __getattr__(name: str) -> Any:
         from dfbench.results import load_results
 
         return load_results
+    if name == "score":
+        from dfbench.predictions import score
+
+        return score
     raise AttributeError(f"module 'dfbench' has no attribute {name!r}")

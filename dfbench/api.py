@@ -66,16 +66,21 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
         store = ScoreStore(out / STORE_NAME, checked=True)   # checked above, or new
         try:
             _check_same_run(store, prep)
-            cells = [{"cell": c.id, "op": c.op_label, "level": c.level_label, "category": c.category,
-                      "op_version": max(c.versions.values())} for c in prep.suite.cells]
-            store.register_run(prep.run_id, prep.provenance["config"], prep.provenance, prep.dataset.table, cells)
+            for part in (prep, prep.calibration):
+                if part is not None:
+                    store.register_run(part.run_id, part.provenance["config"], part.provenance, part.dataset.table,
+                                       part.suite.cell_rows())
             n_resumed = len({s for s, _ in store.finished(prep.run_id)})
             (out / "run.json").write_text(json.dumps({"run_id": prep.run_id, **prep.provenance}, indent=2))
-            clock = execute(prep, store, on_progress)
+            if prep.calibration is not None:
+                clock = execute(prep.calibration, store, on_progress)
+                clock.merge(execute(prep, store, on_progress))
+            else:
+                clock = execute(prep, store, on_progress)
         finally:
             store.close()
         results = load_results(out)
-        files = write_outputs(results, out)
+        files = write_outputs(results, out, config.by)
         seconds = time.perf_counter() - started
         record = {"run_id": prep.run_id, **prep.provenance,
                   "timing": {"seconds": round(seconds, 2), "stages": clock.report()}}
@@ -89,7 +94,7 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
 
 
 def _check_same_run(store: ScoreStore, prep: Prepared) -> None:
-    existing = store.run_ids()
+    existing = [r for r in store.run_ids() if store.run_info(r)[1].get("role") != "calibration"]
     if not existing or prep.run_id in existing:
         return
     _, old = store.run_info(existing[-1])

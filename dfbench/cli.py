@@ -49,6 +49,17 @@ FinderOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
          "mtcnn, dlib, face_recognition, face_recognition_hog, retinaface (weights: $DFBENCH_RETINAFACE_WEIGHTS), "
          "or none (inputs are face crops). 'dfbench list finders' says what each is. Default: the suite's (card).")]
 TrustOpt = Annotated[bool, typer.Option(help="Allow checkpoints that need unpickling (can run code from the file).")]
+ByOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    help="Also every metric per subgroup of this sample column: method (FF++'s manipulation, built in), group, "
+         "or any manifest column. Each subgroup is its fakes against the reals of the same value, or every real "
+         "where none has it (README \"Per method, per group\").")]
+CalibrateOnOpt = Annotated[str, typer.Option(
+    help="Where acc_cal's threshold (--calibration's rule) is found, then frozen for every cell: clean (the scored "
+         "samples' clean cell), val (the clean cell of the dataset's validation split, scored too) or split:NAME.")]
+ThresholdOpt = Annotated[float, typer.Option(help="Threshold of acc, precision, recall, f1 ...")]
+CalibrationOpt = Annotated[str, typer.Option(
+    help="Rule for acc_cal's threshold, found on each run's clean cell: eer or fpr:<rate>.")]
+CiOpt = Annotated[int, typer.Option(help="Bootstrap resamples (over videos) for 95 % intervals of auc and acc.")]
 
 
 def cli_errors(fn):
@@ -131,6 +142,8 @@ def run(
     workers: Annotated[Optional[int], typer.Option(  # noqa: UP045
         min=0, help="Processes that decode, perturb and find faces while the model scores earlier samples. "
                     "0: all in one process. Default: 0 on a CPU, up to 8 beside a GPU.")] = None,
+    by: ByOpt = None,
+    calibrate_on: CalibrateOnOpt = "clean",
 ) -> None:
     """Score a detector on every cell of a suite and print the AUC matrix.
 
@@ -154,8 +167,8 @@ def run(
                        frames=frames, device=device, precision=precision, batch_size=batch_size, limit=limit,
                        trust_checkpoint=trust_checkpoint, faces=faces, finder=finder, no_face=no_face,
                        work_limit=parse_size(limit_text) if (limit_text := work_limit or cache_limit) else None,
-                       face_cache=face_cache,
-                       keep_crops=keep_crops, workers=workers)
+                       face_cache=face_cache, keep_crops=keep_crops, workers=workers, by=by,
+                       calibrate_on=calibrate_on)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         console=console, transient=False)
@@ -203,6 +216,7 @@ def run(
                       f"{info['per_second']:>8.1f} /s", highlight=False)
     console.print(f"Wall time {summary.seconds:.1f} s. Wrote {', '.join(str(p) for p in summary.files.values())}",
                   highlight=False)
+    _warn_flags(summary.results)
 
 
 def _weights(values: list[str] | None) -> str | tuple[str, ...] | None:
@@ -395,41 +409,120 @@ def leaderboard_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Long leaderboard CSV to write.")] = Path("leaderboard.csv"),
     wide: Annotated[Optional[Path], typer.Option(help="Also write the wide AUC matrix here.")] = None,  # noqa: UP045
     predictions: Annotated[Optional[Path], typer.Option(  # noqa: UP045
-        help="Also write per-video predictions (sample_id, label, detector, weights, op, level, score).")] = None,
-    threshold: Annotated[float, typer.Option(help="Threshold of acc, precision, recall, f1 ...")] = 0.5,
-    calibration: Annotated[str, typer.Option(
-        help="Rule for acc_cal's threshold, found on each run's clean cell: eer or fpr:<rate>.")] = "eer",
-    ci: Annotated[int, typer.Option(help="Bootstrap resamples (over videos) for 95 % intervals of auc and acc.")] = 0,
+        help="Also write per-video predictions at full precision (sample_id, label, detector, weights, op, level, "
+             "cell, aggregation, score, ...; README \"Predictions\"); 'dfbench score' reads them back.")] = None,
+    frame_predictions: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Also write per-frame predictions (a row per sample, cell and frame, with its status).")] = None,
+    threshold: ThresholdOpt = 0.5,
+    calibration: CalibrationOpt = "eer",
+    ci: CiOpt = 0,
+    by: ByOpt = None,
+    calibrate_on: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="clean or val: where acc_cal's threshold is found (val needs runs made with --calibrate-on val). "
+             "Default: each run's own.")] = None,
 ) -> None:
     """Merge runs into one long leaderboard CSV (stable schema; README "Leaderboards").
 
     Example: dfbench leaderboard runs/effb2 runs/sbi -o leaderboard.csv --wide matrix.csv --ci 1000
     """
     from dfbench.outputs import prepare_file
-    from dfbench.reports import leaderboard, leaderboard_wide
-    from dfbench.reports import predictions as video_predictions
+    from dfbench.predictions import frame_predictions as per_frame
+    from dfbench.predictions import video_predictions, write_predictions
     from dfbench.results import load_results
 
     prepare_file(out, "--out")
-    for flag, path in (("--wide", wide), ("--predictions", predictions)):
+    for flag, path in (("--wide", wide), ("--predictions", predictions), ("--frame-predictions", frame_predictions)):
         if path is not None:
             prepare_file(path, flag)
     results = load_results(run_dirs)
     _warn_incomplete(results)
-    long = leaderboard(results, threshold=threshold, calibration=calibration, ci=ci)
+    _write_leaderboard(results, out, wide, threshold, calibration, ci, ("frame", "suite"), by, calibrate_on)
+    for path, table in ((predictions, video_predictions), (frame_predictions, per_frame)):
+        if path is not None:
+            write_predictions(table(results), path)
+            console.print(f"Wrote {path}.", highlight=False)
+
+
+def _write_leaderboard(results, out: Path, wide: Path | None, threshold: float, calibration: str, ci: int,
+                       aggregations: tuple[str, ...], by: str | None, calibrate_on: str | None = None) -> None:
+    from dfbench.reports import leaderboard, leaderboard_wide
+
+    _warn_flags(results)
+    long = leaderboard(results, threshold=threshold, calibration=calibration, ci=ci, aggregations=aggregations,
+                       by=by, calibrate_on=calibrate_on)
     long.to_csv(out, index=False, float_format="%.6f")
     console.print(f"Wrote {out} ({len(long)} rows, {results.runs.shape[0]} runs).", highlight=False)
     if wide is not None:
         leaderboard_wide(long).to_csv(wide, index=False, float_format="%.6f")
         console.print(f"Wrote {wide}.", highlight=False)
-    if predictions is not None:
-        video_predictions(results).to_csv(predictions, index=False, float_format="%.6f")
-        console.print(f"Wrote {predictions}.", highlight=False)
+
+
+@app.command("score")
+@cli_errors
+def score_cmd(
+    predictions: Annotated[list[Path], typer.Argument(
+        help="Predictions CSV files: video rows (sample_id, cell, score) and optional frame rows (with a frame "
+             "column), as 'dfbench leaderboard --predictions / --frame-predictions' writes them.")],
+    dataset: DatasetOpt = "demo",
+    suite: SuiteOpt = "video-ops",
+    split: SplitOpt = None,
+    limit: LimitOpt = None,
+    frames: FramesOpt = None,
+    faces: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="The run's face mode, where it was not the suite's (it is part of the suite hash).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Long leaderboard CSV to write.")] = Path("leaderboard.csv"),
+    wide: Annotated[Optional[Path], typer.Option(help="Also write the wide AUC matrix here.")] = None,  # noqa: UP045
+    no_face: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="A video row without a score: fallback (counts at --fallback-score) or drop. Default: the file's "
+             "no_face column, else fallback.")] = None,
+    fallback_score: Annotated[Optional[float], typer.Option(help="Default 0.5.")] = None,  # noqa: UP045
+    detector: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Detector label where the file has no detector column.")] = None,
+    weights: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Weights label where the file has no weights column (default: the file name).")] = None,
+    threshold: ThresholdOpt = 0.5,
+    calibration: CalibrationOpt = "eer",
+    ci: CiOpt = 0,
+    by: ByOpt = None,
+) -> None:
+    """Score a predictions file on a dataset and suite: check that it holds every (sample, cell) exactly once,
+    then write the leaderboard rows a dfbench run would (weights_sha256: the predictions' sha256).
+
+    Example: dfbench score predictions.csv --dataset demo --suite video-ops --frames 8 -o leaderboard.csv
+    """
+    from dfbench.outputs import prepare_file
+    from dfbench.predictions import score
+
+    prepare_file(out, "--out")
+    if wide is not None:
+        prepare_file(wide, "--wide")
+    results = score(predictions, dataset, suite, split=split, limit=limit, frames=frames, faces=faces,
+                    no_face=no_face, fallback_score=fallback_score, detector=detector, weights=weights)
+    n_fallback = int(results.videos()["fallback"].sum())
+    console.print(f"{len(results.tasks)} (sample, cell) predictions of {results.runs.shape[0]} run(s), every one of "
+                  f"{results.tasks['sample_id'].nunique()} samples x {results.cells['cell'].nunique()} cells present"
+                  f"{f'; {n_fallback} without a score counted at the fallback score' if n_fallback else ''}.",
+                  highlight=False)
+    _write_leaderboard(results, out, wide, threshold, calibration, ci,
+                       ("frame", "suite") if len(results.frames) else ("suite",), by)
+
+
+def _warn(line: str) -> None:
+    """One warning on stderr, on one line whatever the terminal's width."""
+    from rich.markup import escape
+
+    err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def _warn_incomplete(results) -> None:
     for line in results.incomplete():
-        err_console.print(f"[yellow]warning:[/] {line}", highlight=False)
+        _warn(line)
+
+
+def _warn_flags(results) -> None:
+    """One line per run with cells whose scores are degenerate (README "Degenerate detectors")."""
+    for line in results.flag_lines():
+        _warn(line)
 
 
 @app.command("report")
@@ -438,6 +531,7 @@ def report_cmd(
     run_dirs: RunDirsArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="report.html (self-contained) or report.md.")] = Path(
         "report.html"),
+    by: ByOpt = None,
 ) -> None:
     """Write a report of one or more runs: AUC heatmap, degradation and ROC curves, failures, provenance.
 
@@ -450,7 +544,7 @@ def report_cmd(
     prepare_file(out, "--out")
     results = load_results(run_dirs)
     _warn_incomplete(results)
-    path = write_report(results, list(run_dirs), out)
+    path = write_report(results, list(run_dirs), out, by)
     console.print(f"Wrote {path}.", highlight=False)
 
 

@@ -225,6 +225,19 @@ class SuiteConfig:
             return self
         return dataclasses.replace(self, faces=mode)  # type: ignore[arg-type]  # checked in __post_init__
 
+    def clean_only(self) -> SuiteConfig:
+        """This suite's clean cells alone (the same frame, face and video protocol), for calibration."""
+        cells = tuple(c for c in self.cells if c.category == "clean")
+        if not cells:
+            raise ConfigError(f"Suite {self.name!r} has no clean cell ('none') to calibrate on.")
+        return dataclasses.replace(self, cells=cells)
+
+    def cell_rows(self) -> list[dict[str, Any]]:
+        """One row per cell, in suite order, as the store's cells table holds them: cell, op, level, category,
+        op_version."""
+        return [{"cell": c.id, "op": c.op_label, "level": c.level_label, "category": c.category,
+                 "op_version": max(c.versions.values())} for c in self.cells]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description; its hash identifies the protocol."""
         return {
@@ -398,6 +411,11 @@ class RunConfig:
             model.
         workers: processes that decode, perturb and find faces while this one runs the model; 0 does it all in
             this process, None picks: 0 on a CPU (the model already uses every core), else up to 8.
+        by: a sample column (``method``, ``group`` or a manifest's own): results.csv also holds every metric per
+            subgroup of it (`dfbench.results.Results.by`). An output choice, not part of the run's identity.
+        calibrate_on: where ``acc_cal``'s threshold is found before it is frozen for every cell: ``clean`` (the
+            clean cell of the scored samples), ``val`` (the clean cell of the dataset's validation split, scored
+            too) or ``split:NAME``.
     """
 
     detector: str
@@ -420,6 +438,8 @@ class RunConfig:
     face_cache: bool = True
     keep_crops: bool = False
     workers: int | None = None
+    by: str | None = None
+    calibrate_on: str = "clean"
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -15,3 +16,17 @@ def stable_hash(obj: Any) -> str:
         True
     """
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (recorded with every result); for a folder, of its files' names and hashes."""
+    path = Path(path)
+    if path.is_dir():
+        listing = "".join(f"{p.relative_to(path).as_posix()}\t{file_sha256(p)}\n"
+                          for p in sorted(path.rglob("*")) if p.is_file())
+        return hashlib.sha256(listing.encode()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

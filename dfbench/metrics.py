@@ -155,6 +155,46 @@ def multiclass_metrics(labels: Sequence[int] | np.ndarray, probs: np.ndarray) ->
     return {"acc3": float((pred == y).mean()), "f1_macro3": float(np.mean(f1s))}
 
 
+# Degenerate-detector flags (our choices, not a published rule): scores whose standard deviation is below
+# FLAT_SD carry no ranking worth an AUC, and a detector that puts at least ONE_SIDED of the reals and of the fakes
+# on the same side of the threshold calls (nearly) everything real or everything fake.
+FLAT_SD = 1e-3
+ONE_SIDED = 0.95
+
+
+def degenerate(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5,
+               decided: np.ndarray | None = None) -> str:
+    """Why one cell's scores say little about the detector, or '' when they are fine (or the cell is empty).
+
+    Args:
+        decided: the card's own decision per row (1 fake, 0 real; NaN where it decides by threshold), as
+            `dfbench.results` passes it for argmax detectors.
+
+    Example:
+        >>> degenerate([0, 0, 1, 1], [0.7, 0.7, 0.7, 0.7])
+        'constant scores (sd 0)'
+        >>> degenerate([0, 0, 1, 1], [0.6, 0.8, 0.7, 0.9])
+        'calls 100 % of reals and 100 % of fakes fake'
+        >>> degenerate([0, 0, 1, 1], [0.2, 0.4, 0.7, 0.9])
+        ''
+    """
+    y, s = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    if len(y) == 0 or y.min() == y.max():
+        return ""
+    sd = float(np.std(s))
+    if sd < FLAT_SD:
+        return f"constant scores (sd {sd:.2g})"
+    fake = s >= threshold
+    if decided is not None:
+        known = np.isfinite(np.asarray(decided, dtype=np.float64))
+        fake = np.where(known, np.asarray(decided) == 1, fake)
+    real_fake, fake_fake = float(fake[y == 0].mean()), float(fake[y == 1].mean())
+    for called, share_real, share_fake in (("fake", real_fake, fake_fake), ("real", 1 - real_fake, 1 - fake_fake)):
+        if share_real >= ONE_SIDED and share_fake >= ONE_SIDED:
+            return f"calls {100 * share_real:.0f} % of reals and {100 * share_fake:.0f} % of fakes {called}"
+    return ""
+
+
 def aggregate(scores: ArrayLike, how: str = "mean", threshold: float = 0.5) -> float:
     """One video score from its frame scores: ``mean``, ``median``, ``max`` or ``vote`` (share of frames
     at or above `threshold`, the MesoNet paper's video rule).

@@ -22,7 +22,7 @@ from pathlib import Path
 from dfbench import scoring
 from dfbench.cache import cache_root
 from dfbench.config import Cell, RunConfig, SuiteConfig, load_suite
-from dfbench.data import Dataset, load_dataset
+from dfbench.data import Dataset, load_dataset, scored_samples
 from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.detectors.base import DetectorCard
 from dfbench.errors import ConfigError, DiskSpaceError
@@ -49,6 +49,7 @@ class Prepared:
     run_id: str
     provenance: dict
     notes: list[str]
+    calibration: Prepared | None = None   # the validation split's clean cells (--calibrate-on val)
 
 
 ProgressFn = Callable[[int, int, str], None]
@@ -58,17 +59,11 @@ def prepare(config: RunConfig) -> Prepared:
     """Resolve and validate everything (dataset, suite, weights) before any work starts."""
     notes: list[str] = []
     suite = load_suite(config.suite).with_frames(config.frames).with_faces(config.faces)
-    dataset = load_dataset(config.dataset)
-    if dataset.skipped:
-        notes.append(f"{len(dataset.skipped)} files in {dataset.name} are not samples and are skipped (e.g. "
-                     f"{dataset.skipped[0]}); 'dfbench data check' lists them.")
-    split = config.split
-    if split is None and dataset.has_splits:
-        split = "test"
-        notes.append(f"Scoring the 'test' split of {dataset.name} ({(dataset.table['split'] == 'test').sum()} "
-                     "samples); pass --split to choose another.")
-    dataset = dataset.select(split, config.limit)
-    dataset.check_evaluable()
+    full = load_dataset(config.dataset)
+    dataset = scored_samples(full, config.split, config.limit, notes)
+    if config.by is not None and config.by not in dataset.table.columns:
+        raise ConfigError(f"--by {config.by!r} is not a column of {dataset.name}; its columns: "
+                          f"{', '.join(c for c in dataset.table.columns if c not in ('sample_id', 'path', 'label'))}.")
     for media, paths in dataset.media_groups().items():
         suite.check_media(media, Path(paths[0]).name, len(paths))
     adapter = get_detector(config.detector)
@@ -87,9 +82,12 @@ def prepare(config: RunConfig) -> Prepared:
         notes.append(notice)
     if config.keep_crops and not config.face_cache:
         raise ConfigError("--keep-crops needs the face cache; drop --no-face-cache.")
-    cache = FaceCache(cache_root() / "faces", suite.hash, finder.describe(), config.keep_crops) \
-        if config.face_cache else None
-    gatherer = Gatherer(suite, finder, adapter.card.crop, config.work_limit, cache)
+    def gatherer_for(cells: SuiteConfig) -> Gatherer:
+        cache = FaceCache(cache_root() / "faces", cells.hash, finder.describe(), config.keep_crops) \
+            if config.face_cache else None
+        return Gatherer(cells, finder, adapter.card.crop, config.work_limit, cache)
+
+    gatherer = gatherer_for(suite)
     identity = {
         "detector": config.detector, "weights": adapter.weights_label, "weights_sha256": adapter.weights_sha256,
         "dataset": dataset.name, "dataset_hash": dataset.hash, "suite": suite.name, "suite_hash": suite.hash,
@@ -100,7 +98,25 @@ def prepare(config: RunConfig) -> Prepared:
     run_id = stable_hash(identity)
     batch_size = scoring.resolve_batch_size(config.batch_size, adapter.device)
     prov = {**provenance(identity, suite, adapter, config, batch_size), "protocol": identity["protocol"]}
-    return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes)
+    if config.calibrate_on == "clean":
+        return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes)
+    # --calibrate-on val: the validation split's clean cells, scored under the same protocol, stored as a run of
+    # its own that `dfbench.results` reads as this run's threshold source (never as a result).
+    scored = config.split or ("test" if full.has_splits else None)
+    val_split = full.validation_split(config.calibrate_on, scored)
+    val = full.select(val_split, config.limit)
+    val.check_evaluable()
+    clean = suite.clean_only()
+    val_identity = {**identity, "dataset": val.name, "dataset_hash": val.hash, "suite_hash": clean.hash,
+                    "role": "calibration"}
+    val_id = stable_hash(val_identity)
+    val_prov = {**provenance(val_identity, clean, adapter, config, batch_size), "protocol": identity["protocol"],
+                "role": "calibration", "calibrates": run_id}
+    prov["calibration"] = {"on": config.calibrate_on, "split": val_split, "run_id": val_id}
+    notes.append(f"Calibrating acc_cal's threshold on the {val_split!r} split ({len(val)} samples, clean cell), "
+                 "frozen for every cell.")
+    calibration = Prepared(config, clean, val, adapter, gatherer_for(clean), val_id, val_prov, [])
+    return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, calibration)
 
 
 def scoring_protocol(suite: SuiteConfig, card: DetectorCard, finder: str, no_face: str) -> dict[str, object]:

@@ -38,8 +38,9 @@ def _run_label(row) -> str:
     return f"{row.detector} [{row.weights}]"
 
 
-def heatmap_png(results: Results, metric: str = "auc") -> bytes:
-    """Cells (rows, grouped by category) x runs (columns), video level, values in %."""
+def heatmap_png(results: Results, metric: str = "auc", subset: str = "") -> bytes:
+    """Cells (rows, grouped by category) x runs (columns), video level, values in %; `subset` names the samples
+    in the title where they are a subgroup."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +59,7 @@ def heatmap_png(results: Results, metric: str = "auc") -> bytes:
     for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
         ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.1f}", ha="center", va="center", fontsize=8)
     fig.colorbar(image, ax=ax, label=f"{metric.upper()} (%)")
-    ax.set_title(f"{metric.upper()} per operation (video level)")
+    ax.set_title(f"{metric.upper()} per operation (video level{', ' + subset if subset else ''})")
     return _figure_png(fig)
 
 
@@ -170,10 +171,18 @@ def _provenance(results: Results) -> pd.DataFrame:
 Section = tuple[str, str, bytes | None, pd.DataFrame | None, tuple[str, ...]]
 
 
-def build_sections(results: Results, run_dirs: list[Path]) -> list[Section]:
-    """(title, text, png or None, table or None, left-aligned columns) for each report section."""
+def build_sections(results: Results, run_dirs: list[Path], by: str | None = None) -> list[Section]:
+    """(title, text, png or None, table or None, left-aligned columns) for each report section; with `by`, an
+    AUC heatmap per subgroup of that sample column follows the pooled one."""
     unfinished = results.incomplete()
     sections: list[Section] = [("Incomplete runs", " ".join(unfinished), None, None, ())] if unfinished else []
+    flags = results.flags()
+    if len(flags):
+        sections.append(("Degenerate cells", "Cells whose video scores have next to no spread (standard deviation "
+                         f"below {metrics.FLAT_SD:g}) or put {metrics.ONE_SIDED:.0%} or more of both the reals and "
+                         "the fakes on one side of the threshold: their AUC and accuracy say little about the "
+                         "detector.", None, flags[["detector", "weights", "cell", "flag"]],
+                         ("detector", "weights", "cell", "flag")))
     sections += [
         ("AUC per operation", "Video-level AUC (%) of every run on every cell, grouped by category, then the mean "
          "of each category and of all perturbed cells.", heatmap_png(results), _by_cell(results, "auc"),
@@ -181,6 +190,10 @@ def build_sections(results: Results, run_dirs: list[Path]) -> list[Section]:
         ("Accuracy at 0.5", "Video-level accuracy (%) with P(fake) >= 0.5 meaning fake.", None,
          _by_cell(results, "acc"), ("category", "cell")),
     ]
+    for value, keep in (results.subgroups(by).items() if by else ()):
+        sections.append((f"AUC per operation, {by} = {value}", f"Video-level AUC (%) of the real videos against "
+                         f"the fakes whose {by} is {value!r} (the reals of that {by} where there are some, else "
+                         "every real).", heatmap_png(results.subset(keep), subset=f"{by} = {value}"), None, ()))
     curves = curves_png(results)
     if curves is not None:
         sections.append(("Degradation curves", "AUC against the operation's level, for operations swept over "
@@ -203,9 +216,10 @@ def build_sections(results: Results, run_dirs: list[Path]) -> list[Section]:
     return sections
 
 
-def write_report(results: Results, run_dirs: list[Path], out: Path) -> Path:
-    """Write `out` as self-contained HTML (``.html``) or as Markdown with PNG files beside it (``.md``)."""
-    sections = build_sections(results, run_dirs)
+def write_report(results: Results, run_dirs: list[Path], out: Path, by: str | None = None) -> Path:
+    """Write `out` as self-contained HTML (``.html``) or as Markdown with PNG files beside it (``.md``); `by` adds a
+    heatmap per subgroup of that sample column."""
+    sections = build_sections(results, run_dirs, by)
     title = "dfbench report: " + ", ".join(sorted(set(results.runs["detector"]))) + \
         " on " + ", ".join(sorted(set(results.runs["dataset"])))
     out.parent.mkdir(parents=True, exist_ok=True)

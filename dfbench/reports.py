@@ -17,7 +17,7 @@ from dfbench.results import CLEAN, Results, spread
 # results.csv, in the order README.md ("Outputs") documents.
 RESULT_COLUMNS = ["detector", "weights", "weights_sha256", "dataset", "cell", "op", "level", "category", "metric",
                   "aggregation", "value", "change", "n_videos", "n_frames", "n_no_face", "n_errors", "n_fallback",
-                  "finder", "no_face"]
+                  "finder", "no_face", "flag", "subgroup", "calibrate_on", "cal_threshold"]
 RESULT_METRICS = tuple(METRICS)         # every metric, in the table's order
 
 # The leaderboard's long schema (documented in README.md, "Leaderboards"); columns are only ever added at the end.
@@ -25,12 +25,10 @@ LEADERBOARD_COLUMNS = [
     "detector", "weights", "weights_sha256", "dataset", "dataset_hash", "suite", "suite_version", "suite_hash",
     "cell", "op", "level", "category", "aggregation", "metric", "value", "change", "ci_low", "ci_high",
     "n_videos", "n_frames", "n_no_face", "n_errors", "threshold", "calibration", "dfbench_version", "run_id",
-    "n_fallback", "finder", "no_face", "precision"]
-PREDICTION_COLUMNS = ["sample_id", "label", "detector", "weights", "op", "level", "cell", "aggregation", "score",
-                      "n_frames", "run_id", "fallback"]
+    "n_fallback", "finder", "no_face", "precision", "flag", "subgroup", "calibrate_on", "cal_threshold"]
 
 
-def _with_protocol(table: pd.DataFrame, results: Results) -> pd.DataFrame:
+def with_protocol(table: pd.DataFrame, results: Results) -> pd.DataFrame:
     """`table` (with run_id) plus each run's finder, no-face rule and precision."""
     runs = results.runs.set_index("run_id")
     return table.assign(finder=table["run_id"].map(runs["finder"]), no_face=table["run_id"].map(runs["no_face"]),
@@ -38,12 +36,24 @@ def _with_protocol(table: pd.DataFrame, results: Results) -> pd.DataFrame:
                             "precision", "")))
 
 
-def results_table(results: Results) -> pd.DataFrame:
-    """A run's results.csv: every metric per cell, at frame level and with the suite's video rule."""
-    table = results.metrics(("frame", "suite"))
-    table = table[table["metric"].isin(RESULT_METRICS)]
-    sha = results.runs.set_index("run_id")["weights_sha256"]
-    return _with_protocol(table.assign(weights_sha256=table["run_id"].map(sha)), results)[RESULT_COLUMNS]
+def with_subgroups(results: Results, by: str | None) -> list[tuple[str, Results]]:
+    """(``''``, `results`) for the pooled rows, then (value, that subgroup's results) per subgroup of column `by`
+    (`Results.subgroups`)."""
+    pooled = [("", results)]
+    return pooled if by is None else pooled + [(value, results.subset(keep))
+                                               for value, keep in results.subgroups(by).items()]
+
+
+def results_table(results: Results, by: str | None = None) -> pd.DataFrame:
+    """A run's results.csv: every metric per cell, at frame level and with the suite's video rule; with `by`, the
+    rows of every subgroup follow the pooled ones (``subgroup`` names it, '' for all samples)."""
+    tables = []
+    for value, part in with_subgroups(results, by):
+        table = part.metrics(("frame", "suite"))
+        table = table[table["metric"].isin(RESULT_METRICS)]
+        sha = part.runs.set_index("run_id")["weights_sha256"]
+        tables.append(with_protocol(table.assign(weights_sha256=table["run_id"].map(sha), subgroup=value), part))
+    return pd.concat(tables, ignore_index=True)[RESULT_COLUMNS]
 
 
 def matrix_table(results: Results, metric: str) -> pd.DataFrame:
@@ -58,24 +68,37 @@ def matrix_table(results: Results, metric: str) -> pd.DataFrame:
     return wide
 
 
-def write_outputs(results: Results, out: Path) -> dict[str, Path]:
-    """Write results.csv, matrix_auc.csv and matrix_acc.csv into `out`."""
+def write_outputs(results: Results, out: Path, by: str | None = None) -> dict[str, Path]:
+    """Write results.csv (with `by`, also per subgroup), matrix_auc.csv and matrix_acc.csv into `out`."""
     paths = {"results": out / "results.csv", "matrix_auc": out / "matrix_auc.csv",
              "matrix_acc": out / "matrix_acc.csv"}
-    results_table(results).to_csv(paths["results"], index=False, float_format="%.6f")
+    results_table(results, by).to_csv(paths["results"], index=False, float_format="%.6f")
     matrix_table(results, "auc").to_csv(paths["matrix_auc"], index=False, float_format="%.6f")
     matrix_table(results, "acc").to_csv(paths["matrix_acc"], index=False, float_format="%.6f")
     return paths
 
 
 def leaderboard(results: Results, metrics: Sequence[str] = RESULT_METRICS, threshold: float = 0.5,
-                calibration: str = "eer", ci: int = 0, seed: int = 0) -> pd.DataFrame:
+                calibration: str = "eer", ci: int = 0, seed: int = 0,
+                aggregations: Sequence[str] = ("frame", "suite"), by: str | None = None,
+                calibrate_on: str | None = None) -> pd.DataFrame:
     """The long leaderboard: every run, cell, aggregation (frame and video) and metric, with provenance.
 
     Args:
         ci: bootstrap resamples for 95 % intervals of auc and acc (0: no intervals, the columns stay empty).
+        aggregations: ``frame`` and ``suite`` (each run's video rule); predictions without frame rows have only
+            ``suite``.
+        by: a sample column (``method``, a manifest's own): the rows of each subgroup follow the pooled rows,
+            named in ``subgroup`` (`Results.subgroups`).
+        calibrate_on: where acc_cal's threshold is found (`Results.metrics`); None: each run's own choice.
     """
-    table = results.metrics(("frame", "suite"), threshold=threshold, calibration=calibration)
+    return pd.concat([_leaderboard(part, metrics, threshold, calibration, ci, seed, aggregations, calibrate_on).assign(
+        subgroup=value) for value, part in with_subgroups(results, by)], ignore_index=True)[LEADERBOARD_COLUMNS]
+
+
+def _leaderboard(results: Results, metrics: Sequence[str], threshold: float, calibration: str, ci: int, seed: int,
+                 aggregations: Sequence[str], calibrate_on: str | None) -> pd.DataFrame:
+    table = results.metrics(aggregations, threshold=threshold, calibration=calibration, calibrate_on=calibrate_on)
     table = table[table["metric"].isin(metrics)].copy()
     runs = results.runs.set_index("run_id")
     prov = runs["provenance"]
@@ -89,9 +112,9 @@ def leaderboard(results: Results, metrics: Sequence[str] = RESULT_METRICS, thres
     table["ci_low"], table["ci_high"] = np.nan, np.nan
     if ci:
         for metric in ("auc", "acc"):
-            for agg in ("frame", "suite"):
+            for agg in aggregations:
                 _fill_ci(table, results.with_ci(metric, agg, n=ci, seed=seed, threshold=threshold), metric)
-    return _with_protocol(table, results)[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    return with_protocol(table, results)[[c for c in LEADERBOARD_COLUMNS if c != "subgroup"]].reset_index(drop=True)
 
 
 def _fill_ci(table: pd.DataFrame, ci: pd.DataFrame, metric: str) -> None:
@@ -110,12 +133,6 @@ def leaderboard_wide(long: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     perturbed = video[video["category"] != CLEAN]
     wide["avg"] = perturbed.groupby(keys)["value"].mean()
     return wide.reset_index()
-
-
-def predictions(results: Results, aggregation: str | None = None) -> pd.DataFrame:
-    """Per-video predictions: sample_id, label, detector, weights, op, level, cell, score."""
-    videos = results.videos(aggregation)
-    return videos[PREDICTION_COLUMNS].sort_values(["run_id", "cell", "sample_id"]).reset_index(drop=True)
 
 
 # -- terminal tables ------------------------------------------------------------------------------------------

@@ -62,15 +62,22 @@ class Results:
         tasks: one row per (run, sample, cell) with its status and message.
         runs: one row per run: run_id, detector, weights, weights_sha256, dataset, suite, provenance (dict), and
             its scoring protocol: aggregation (video rule), finder, no_face (``fallback`` or ``drop``),
-            fallback_score, decision (``threshold`` or ``argmax``).
+            fallback_score, decision (``threshold`` or ``argmax``); calibrate_on (``clean``, ``val`` or
+            ``split:NAME``), and for a validation run the run it calibrates (``calibrates``, else '').
         cells: one row per (run, cell) of its suite, in suite order: run_id, detector, weights, dataset, cell,
             op, level, category, position.
     """
 
-    def __init__(self, frames: pd.DataFrame, tasks: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame) -> None:
+    def __init__(self, frames: pd.DataFrame, tasks: pd.DataFrame, runs: pd.DataFrame, cells: pd.DataFrame,
+                 videos: pd.DataFrame | None = None, calibration: Results | None = None) -> None:
+        """`videos`: the video table of each run's own rule when it is given rather than computed from `frames`
+        (predictions scored by `dfbench.predictions`), with the columns `videos` returns. `calibration`: the
+        validation runs of runs made with ``--calibrate-on val`` (their ``calibrates`` column names the run)."""
         self.frames, self.tasks, self.runs, self.cells = frames, tasks, runs, cells
-        self._tables: dict[tuple[str, float, str], pd.DataFrame] = {}   # each metric table is computed once
-        self._videos: dict[str | None, pd.DataFrame] = {}              # and each video table
+        self.calibration = calibration
+        self._tables: dict[tuple, pd.DataFrame] = {}                    # each metric table is computed once
+        self._videos: dict[str | None, pd.DataFrame] = {} if videos is None else {None: videos}   # and each video table
+        self._given_videos = videos is not None
 
     def incomplete(self) -> list[str]:
         """One line per unfinished run (a (sample, cell) task without its row): its metrics rest on part of it."""
@@ -85,7 +92,7 @@ class Results:
         return lines
 
     # -- videos ---------------------------------------------------------------------------------------------
-    def videos(self, aggregation: str | None = None) -> pd.DataFrame:
+    def videos(self, aggregation: str | None = None, dropped: bool = False) -> pd.DataFrame:
         """One score per (run, sample, cell) task: the video rule over its frames with status ok (None: each run's
         own rule).
 
@@ -93,10 +100,15 @@ class Results:
         error, a bad score) gets its run's fallback score (SBI's 0.5) and ``fallback`` True, unless the run was
         made with ``--no-face drop``, which leaves it out. ``decision`` is 1.0 (fake) or 0.0 for runs whose card
         decides by argmax (the most probable of the mean class probabilities is not REAL), else NaN (the score
-        at the threshold decides)."""
+        at the threshold decides).
+
+        Args:
+            dropped: also the tasks that ``--no-face drop`` leaves out, with a NaN score (the predictions file).
+        """
         if aggregation not in self._videos:
             self._videos[aggregation] = self._video_table(aggregation)
-        return self._videos[aggregation].copy()
+        table = self._videos[aggregation]
+        return (table if dropped else table[table["score"].notna()]).reset_index(drop=True)
 
     def _video_table(self, aggregation: str | None) -> pd.DataFrame:
         ok = self.frames[self.frames["status"] == "ok"]
@@ -122,14 +134,11 @@ class Results:
         policy = videos["run_id"].map(lambda r: _protocol(runs, r, "no_face"))
         fallback = videos["run_id"].map(lambda r: _protocol(runs, r, "fallback_score"))
         videos = videos.assign(fallback=missing & (policy == "fallback"),
-                               score=videos["score"].where(~missing, fallback),
+                               score=videos["score"].where(~missing | (policy != "fallback"), fallback),
                                n_frames=videos["n_frames"].fillna(0).astype(int),
                                aggregation=videos["run_id"].map(
                                    lambda r: aggregation or runs.loc[r, "aggregation"]))
-        videos = videos[~missing | videos["fallback"]].reset_index(drop=True)
-        columns = [*keys, "score", "n_frames", "aggregation", "fallback", "decision", "detector", "weights",
-                   "dataset", "op", "level", "category", "position", "label", "method"]
-        return videos[columns]
+        return videos[VIDEO_COLUMNS]
 
     def _media(self) -> dict[tuple[str, str], str]:
         """(run, sample) -> ``video`` or ``image``, where the tasks know the sample's path."""
@@ -148,28 +157,34 @@ class Results:
 
     # -- metrics --------------------------------------------------------------------------------------------
     def metrics(self, aggregations: Sequence[str] = ("frame", "suite"), threshold: float = 0.5,
-                calibration: str = "eer") -> pd.DataFrame:
+                calibration: str = "eer", calibrate_on: str | None = None) -> pd.DataFrame:
         """Every metric per (run, cell, aggregation), long format.
 
         Args:
             aggregations: ``frame`` (every scored frame), ``suite`` (each run's video rule), or a video rule
                 (``mean``, ``median``, ``max``, ``vote``).
             threshold: the fixed threshold of acc, precision, recall, specificity, fpr and f1.
-            calibration: the rule for ``acc_cal``'s threshold, found on the clean cell of the same run and
-                aggregation and then frozen for every perturbed cell (``eer`` or ``fpr:<rate>``).
+            calibration: the rule for ``acc_cal``'s threshold (``eer`` or ``fpr:<rate>``), found at the same
+                aggregation and then frozen for every cell.
+            calibrate_on: where it is found: ``clean`` (the run's clean cell), ``val`` (the clean cell of the
+                validation split the run scored with ``--calibrate-on val``), or None: each run's own choice.
 
         Returns:
             columns run_id, detector, weights, dataset, cell, op, level, category, position, aggregation,
-            metric, value, change (value minus the clean cell's), n_videos (every video of the run's test set,
-            unless it was made with ``--no-face drop``), n_fallback (videos scored with the fallback score: no
-            scored frame in the cell), n_frames, n_no_face, n_errors.
+            metric, value, change (value minus the clean cell's), calibrate_on and cal_threshold (where
+            ``acc_cal``'s threshold was found, and its value), flag (why the cell's scores say little about
+            the detector, `metrics.degenerate`, else ''), n_videos (every video of the run's test set, unless it
+            was made with ``--no-face drop``), n_fallback (videos scored with the fallback score: no scored frame
+            in the cell), n_frames, n_no_face, n_errors.
         """
         rule = Calibration.parse(calibration)
         tables = []
         for agg in aggregations:
-            key = (agg, float(threshold), calibration)
+            key = (agg, float(threshold), calibration, calibrate_on)
             if key not in self._tables:
-                self._tables[key] = _metric_table(self._rows(agg), self.cells[CELL_KEYS], agg, threshold, rule)
+                rows = self._rows(agg)
+                self._tables[key] = _metric_table(rows, self.cells[CELL_KEYS], agg, threshold,
+                                                  self._thresholds(rows, agg, rule, calibrate_on))
             tables.append(self._tables[key])
         long = pd.concat(tables, ignore_index=True)
         counts = self._counts()
@@ -178,6 +193,30 @@ class Results:
         keys = pd.MultiIndex.from_frame(long[["run_id", "aggregation", "metric"]])
         long["change"] = long["value"].to_numpy() - clean.reindex(keys).to_numpy()
         return long.sort_values(["run_id", "aggregation", "position", "metric"], kind="stable").reset_index(drop=True)
+
+    def _thresholds(self, rows: pd.DataFrame, aggregation: str, rule: Calibration,
+                    calibrate_on: str | None) -> dict[str, tuple[str, float]]:
+        """run_id -> (where acc_cal's threshold was found, the threshold) at one aggregation; NaN where that
+        cell has no two classes."""
+        out = {}
+        for run in self.runs.itertuples():
+            own = str(_protocol(self.runs.set_index("run_id"), run.run_id, "calibrate_on"))
+            source = calibrate_on or own
+            if source == "clean":
+                clean = rows[(rows["run_id"] == run.run_id) & (rows["category"] == CLEAN)]
+            else:
+                val = self.calibration
+                mine = val.runs[val.runs["calibrates"] == run.run_id] if val is not None else pd.DataFrame()
+                if val is None or not len(mine):
+                    raise ConfigError(f"Run {run.run_id} ({run.detector}) has no validation scores to calibrate on; "
+                                      "make it with --calibrate-on val (the scores it has stay).")
+                val_rows = val._rows(aggregation)
+                clean = val_rows[(val_rows["run_id"] == mine["run_id"].iloc[0]) & (val_rows["category"] == CLEAN)]
+                source = own if own != "clean" else "val"
+            value = _safe(rule.threshold, clean["label"].to_numpy(), clean["score"].to_numpy()) if len(clean) \
+                else float("nan")
+            out[run.run_id] = (source, value)
+        return out
 
     def _rows(self, aggregation: str) -> pd.DataFrame:
         if aggregation == "frame":
@@ -207,6 +246,76 @@ class Results:
         cells = self.cells[by].set_index(by)
         counts = counts.reindex(cells.index.union(counts.index).union(failed.index)).fillna(0).astype(int)
         return counts.reset_index()
+
+    def flags(self, aggregation: str = "suite") -> pd.DataFrame:
+        """The flagged cells (`metrics.degenerate`) at one level: run_id, detector, weights, dataset, cell, category,
+        position, aggregation, flag; empty when no cell is flagged."""
+        table = self.metrics([aggregation])
+        table = table[table["flag"] != ""].drop_duplicates(["run_id", "cell", "aggregation"])
+        return table[["run_id", "detector", "weights", "dataset", "cell", "category", "position", "aggregation",
+                      "flag"]].reset_index(drop=True)
+
+    def flag_lines(self, aggregation: str = "suite") -> list[str]:
+        """One warning line per run with flagged cells, naming them and why (the CLI prints them)."""
+        flags = self.flags(aggregation)
+        level = "frame" if aggregation == "frame" else "video"
+        lines = []
+        for (detector, weights, run_id), group in flags.groupby(["detector", "weights", "run_id"], sort=False):
+            n_cells = int((self.cells["run_id"] == run_id).sum())
+            kinds = group["flag"].map(lambda f: "constant scores" if f.startswith("constant") else
+                                      f"calls {metrics.ONE_SIDED:.0%} or more of both classes {f.rsplit(' ', 1)[1]}")
+            reasons = "; ".join(f"{kind}: {', '.join(g['cell'])}" for kind, g in group.groupby(kinds, sort=False))
+            lines.append(f"{detector} [{weights}]: {len(group)} of {n_cells} cells flagged degenerate at {level} "
+                         f"level, their AUC and accuracy say little ({reasons}); see the flag column.")
+        return lines
+
+    # -- subgroups ------------------------------------------------------------------------------------------
+    def subset(self, keep: pd.DataFrame) -> Results:
+        """These results restricted to the (run_id, sample_id) pairs of `keep`: every table, count and flag then
+        rests on those samples only."""
+        pairs = pd.MultiIndex.from_frame(keep[["run_id", "sample_id"]].drop_duplicates())
+
+        def rows(table: pd.DataFrame) -> pd.DataFrame:
+            return table[pd.MultiIndex.from_frame(table[["run_id", "sample_id"]]).isin(pairs)].reset_index(drop=True)
+
+        given = self._videos[None] if self._given_videos else None
+        runs = self.runs.assign(n_tasks=self.runs["run_id"].map(
+            lambda r: int((keep["run_id"] == r).sum()) * int((self.cells["run_id"] == r).sum())))
+        return Results(rows(self.frames), rows(self.tasks), runs, self.cells,
+                       videos=rows(given) if given is not None else None, calibration=self.calibration)
+
+    def subgroups(self, column: str) -> dict[str, pd.DataFrame]:
+        """The (run_id, sample_id) pairs of each subgroup of `column` (`method`, `group`, `split` or a manifest's
+        own column): the fakes with that value, with the reals of the same value where there are some, else with
+        every real (FaceForensics++'s reals have no manipulation method: each method's AUC is real vs that method's
+        fakes, as its papers report it). A value that only reals hold is no subgroup (no AUC without fakes)."""
+        samples = self.tasks.drop_duplicates(["run_id", "sample_id"])
+        if column not in samples:
+            known = [c for c in samples.columns if c not in ("run_id", "sample_id", "cell", "status", "message",
+                                                             "n_frames", "seconds", "seed", "path", "label")]
+            raise ConfigError(f"No sample column {column!r} to break results down by; these runs' samples have "
+                              f"{', '.join(known)}.")
+        values = samples[column].fillna("").astype(str)
+        fakes, reals = samples[samples["label"] == 1], samples[samples["label"] == 0]
+        groups = {}
+        for value in sorted(set(values[fakes.index]) - {""}):
+            same = reals[values[reals.index] == value]
+            groups[value] = pd.concat([fakes[values[fakes.index] == value], same if len(same) else reals])
+        return {value: rows[["run_id", "sample_id"]] for value, rows in groups.items()}
+
+    def by(self, column: str, aggregations: Sequence[str] = ("suite",), threshold: float = 0.5,
+           calibration: str = "eer") -> pd.DataFrame:
+        """`metrics` per subgroup of `column` (`subgroups`), with a ``subgroup`` column; every count, change and
+        flag is the subgroup's own.
+
+        Example:
+            >>> res.by("method").query("metric == 'auc'")      # doctest: +SKIP
+        """
+        parts = [self.subset(keep).metrics(aggregations, threshold, calibration).assign(subgroup=value)
+                 for value, keep in self.subgroups(column).items()]
+        if not parts:
+            raise ConfigError(f"No fake sample has a value in column {column!r}: nothing to break down.")
+        return pd.concat(parts, ignore_index=True)
 
     # -- views ----------------------------------------------------------------------------------------------
     def matrix(self, metric: str = "auc", aggregation: str = "suite", percent: bool = False) -> pd.DataFrame:
@@ -287,17 +396,19 @@ def _safe(fn, y: np.ndarray, s: np.ndarray) -> float:
 
 
 CELL_KEYS = ["run_id", "detector", "weights", "dataset", "cell", "op", "level", "category", "position"]
+VIDEO_COLUMNS = ["run_id", "sample_id", "cell", "score", "n_frames", "aggregation", "fallback", "decision", "detector",
+                 "weights", "dataset", "op", "level", "category", "position", "label", "method"]
 
 
 def _metric_table(rows: pd.DataFrame, cells: pd.DataFrame, aggregation: str, threshold: float,
-                  rule: Calibration) -> pd.DataFrame:
+                  thresholds: dict[str, tuple[str, float]]) -> pd.DataFrame:
     """All metrics of every cell of `cells` (one row per run and cell) over `rows` (frame or video rows with
-    label and score); a cell without scored rows gets NaN values, so every cell appears in every table."""
+    label and score), acc_cal at each run's frozen threshold (`thresholds`: run_id -> (source, value)); a cell
+    without scored rows gets NaN values, so every cell appears in every table."""
     out: list[dict] = []
     groups = {key: g for key, g in rows.groupby(["run_id", "cell"], sort=False)}
     for run_id, run_cells in cells.groupby("run_id", sort=False):
-        clean = rows[(rows["run_id"] == run_id) & (rows["category"] == CLEAN)]
-        cal = _safe(rule.threshold, clean["label"].to_numpy(), clean["score"].to_numpy()) if len(clean) else np.nan
+        source, cal = thresholds[run_id]
         for cell in run_cells.itertuples(index=False):
             g = groups.get((run_id, cell.cell), rows.iloc[0:0])
             y, s = g["label"].to_numpy(), g["score"].to_numpy()
@@ -305,7 +416,8 @@ def _metric_table(rows: pd.DataFrame, cells: pd.DataFrame, aggregation: str, thr
             values = _all_metrics(y, s, threshold, cal, decided)
             values.update(_three_class(g))
             agg = "frame" if aggregation == "frame" else (g["aggregation"].iloc[0] if len(g) else aggregation)
-            base = {**cell._asdict(), "aggregation": agg}
+            base = {**cell._asdict(), "aggregation": agg, "flag": metrics.degenerate(y, s, threshold, decided),
+                    "calibrate_on": source, "cal_threshold": cal}
             out.extend({**base, "metric": k, "value": v} for k, v in values.items())
     return pd.DataFrame(out)
 
@@ -349,7 +461,8 @@ def _three_class(rows: pd.DataFrame) -> dict[str, float]:
     return metrics.multiclass_metrics(labels, probs)
 
 
-PROTOCOL_DEFAULTS = {"no_face": "drop", "fallback_score": 0.5, "decision": "threshold"}   # stores before 0.9
+PROTOCOL_DEFAULTS = {"no_face": "drop", "fallback_score": 0.5, "decision": "threshold",   # stores before 0.9
+                     "calibrate_on": "clean"}
 
 
 def _protocol(runs: pd.DataFrame, run_id: str, key: str) -> object:
@@ -373,6 +486,7 @@ def load_results(run_dirs: str | Path | Sequence[str | Path]) -> Results:
     """The results of the runs stored in `run_dirs` (one folder or several), from their score stores."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
     frames, tasks, runs, cells = [], [], [], []
+    val: list[tuple] = []          # the validation runs of --calibrate-on val, read as thresholds, never as results
     for folder in dirs:
         store = ScoreStore(Path(folder) / STORE_NAME, readonly=True)
         try:
@@ -380,18 +494,27 @@ def load_results(run_dirs: str | Path | Sequence[str | Path]) -> Results:
             if not ids:
                 raise StoreError(f"{str(folder)!r} holds no run.")
             for run_id in ids:
-                f, t, r, c = _read_run(store, run_id)
-                frames.append(f)
-                tasks.append(t)
-                runs.append(r)
-                cells.append(c)
+                part = _read_run(store, run_id)
+                if part[2]["calibrates"]:
+                    val.append(part)
+                    continue
+                frames.append(part[0])
+                tasks.append(part[1])
+                runs.append(part[2])
+                cells.append(part[3])
         except (sqlite3.DatabaseError, KeyError, ValueError) as exc:   # damage quick_check missed, foreign JSON
             raise StoreError(f"Cannot read the score store of {str(folder)!r} ({exc.__class__.__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}). {DAMAGED_HINT}") from None
         finally:
             store.close()
-    return Results(pd.concat(frames, ignore_index=True), pd.concat(tasks, ignore_index=True), pd.DataFrame(runs),
-                   pd.concat(cells, ignore_index=True))
+    calibration = Results(*_concat(val)) if val else None
+    return Results(*_concat(list(zip(frames, tasks, runs, cells, strict=True))), calibration=calibration)
+
+
+def _concat(parts: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The frames, tasks, runs and cells tables of `_read_run` parts, each concatenated."""
+    return (pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True),
+            pd.DataFrame([p[2] for p in parts]), pd.concat([p[3] for p in parts], ignore_index=True))
 
 
 def _read_run(store: ScoreStore, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame, dict, pd.DataFrame]:
@@ -406,9 +529,20 @@ def _read_run(store: ScoreStore, run_id: str) -> tuple[pd.DataFrame, pd.DataFram
     run = {"run_id": run_id, "detector": prov["detector"], "weights": prov["weights"],
            "weights_sha256": prov["weights_sha256"], "dataset": prov["identity"]["dataset"],
            "suite": prov["suite"]["name"], "provenance": prov, "n_tasks": len(samples) * len(cells),
-           **{k: protocol[k] for k in ("aggregation", "finder", "no_face", "fallback_score", "decision")}}
+           **{k: protocol[k] for k in ("aggregation", "finder", "no_face", "fallback_score", "decision")},
+           "calibrate_on": prov.get("calibration", {}).get("on", "clean"), "calibrates": prov.get("calibrates", "")}
     frames = frames.assign(**{k: run[k] for k in ("detector", "weights", "dataset", "suite")})
     cells = cells.sort_values("position").assign(**{k: run[k] for k in ("detector", "weights", "dataset")})
-    tasks = store.table("tasks", run_id).merge(samples[["sample_id", "label", "method", "path"]], on="sample_id",
-                                               how="left")
-    return frames, tasks, run, cells
+    tasks = store.table("tasks", run_id)
+    return frames, tasks.merge(_sample_columns(samples, set(tasks.columns)), on="sample_id", how="left"), run, cells
+
+
+def _sample_columns(samples: pd.DataFrame, taken: set[str]) -> pd.DataFrame:
+    """Each sample's label, method, group, split, path and its manifest's own columns (stored as JSON), for the
+    tasks table; a manifest column named like a column of `taken` is left out."""
+    table = samples[["sample_id", "label", "method", "group", "split", "path"]]
+    if "extra" in samples and samples["extra"].notna().any():
+        extra = pd.DataFrame([json.loads(e) if isinstance(e, str) else {} for e in samples["extra"]],
+                             index=samples.index).fillna("").astype(str)
+        table = table.join(extra[[c for c in extra.columns if c not in taken and c not in table.columns]])
+    return table

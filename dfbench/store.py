@@ -25,7 +25,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, created REAL, config TEXT, provenance TEXT);
 CREATE TABLE IF NOT EXISTS samples (
-    run_id TEXT, sample_id TEXT, label INTEGER, path TEXT, split TEXT, method TEXT, grp TEXT,
+    run_id TEXT, sample_id TEXT, label INTEGER, path TEXT, split TEXT, method TEXT, grp TEXT, extra TEXT,
     PRIMARY KEY (run_id, sample_id));
 CREATE TABLE IF NOT EXISTS cells (
     run_id TEXT, cell TEXT, op TEXT, level TEXT, category TEXT, op_version INTEGER, position INTEGER,
@@ -39,8 +39,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 """
 
 STORE_NAME = "scores.sqlite"
+SAMPLE_COLUMNS = ("sample_id", "path", "label", "split", "method", "group")   # the samples table's own columns
 # Columns added after the first layout; older stores get them on open (ALTER TABLE ... ADD COLUMN).
-ADDED_COLUMNS = {"frames": {"probs": "TEXT"}, "tasks": {"seed": "INTEGER"}}
+ADDED_COLUMNS = {"frames": {"probs": "TEXT"}, "tasks": {"seed": "INTEGER"}, "samples": {"extra": "TEXT"}}
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,13 @@ class ScoreStore:
         with self.db:
             self.db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?)",
                             (run_id, time.time(), json.dumps(config, sort_keys=True), json.dumps(provenance)))
+            extra = [c for c in samples.columns if c not in SAMPLE_COLUMNS]   # a manifest's own columns, as JSON
             self.db.executemany(
-                "INSERT OR IGNORE INTO samples VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, r.sample_id, int(r.label), r.path, r.split, r.method, r.group)
-                 for r in samples.itertuples()])
+                "INSERT OR IGNORE INTO samples (run_id, sample_id, label, path, split, method, grp, extra) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, r["sample_id"], int(r["label"]), r["path"], r["split"], r["method"], r["group"],
+                  json.dumps({c: r[c] for c in extra}) if extra else None)
+                 for r in samples.to_dict("records")])
             self.db.executemany(
                 "INSERT OR IGNORE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, c["cell"], c["op"], c["level"], c["category"], c["op_version"], i)

@@ -85,6 +85,11 @@ def test_trueface_pre_and_post_social_folders(tmp_path: Path):
     pre_split = dict(zip(pre["group"], pre["split"], strict=True))
     post = both[both["sample_id"].str.startswith("telegram/Real/")]
     assert all(pre_split.get(g, s) == s for g, s in zip(post["group"], post["split"], strict=True))
+    carved = load_dataset(f"trueface:{tmp_path}?val=0.3").table                 # a val split out of train
+    assert (carved["split"] == "val").any() and set(carved["split"]) == {"train", "val", "test"}
+    assert ((carved["split"] == "test") == (pre["split"] == "test")).all()      # the test split stays
+    with pytest.raises(DatasetError, match="val=0.8"):
+        load_dataset(f"trueface:{tmp_path}?val=0.8")
 
 
 def test_deepfakebench_index_makes_one_sample_per_frame_folder(tmp_path: Path):

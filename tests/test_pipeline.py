@@ -37,7 +37,8 @@ def test_run_writes_store_run_json_and_the_three_csv_files(small_demo: Path, tmp
     results = pd.read_csv(tmp_path / "r" / "results.csv")
     assert list(results.columns) == ["detector", "weights", "weights_sha256", "dataset", "cell", "op", "level",
                                      "category", "metric", "aggregation", "value", "change", "n_videos", "n_frames",
-                                     "n_no_face", "n_errors", "n_fallback", "finder", "no_face"]   # README "Outputs"
+                                     "n_no_face", "n_errors", "n_fallback", "finder", "no_face", "flag",
+                                     "subgroup", "calibrate_on", "cal_threshold"]   # README "Outputs"
     metrics = {"auc", "acc", "acc_cal", "eer", "ap", "f1", "precision", "recall", "specificity", "fpr", "tpr_at_1fpr"}
     assert set(results["metric"]) == metrics
     assert len(results) == CELLS * 2 * len(metrics)  # every cell, at frame and video level, even when empty

@@ -14,7 +14,8 @@ from sklearn.metrics import roc_auc_score
 
 from dfbench.api import run
 from dfbench.config import RunConfig
-from dfbench.reports import LEADERBOARD_COLUMNS, PREDICTION_COLUMNS
+from dfbench.predictions import FRAME_PREDICTION_COLUMNS, PREDICTION_COLUMNS
+from dfbench.reports import LEADERBOARD_COLUMNS
 from dfbench.results import load_results
 
 
@@ -96,6 +97,83 @@ def test_leaderboard_cli_writes_the_documented_schema(two_runs: list[Path], tmp_
     assert len(pd.read_csv(tmp_path / "wide.csv")) == 2
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert list(pred.columns) == PREDICTION_COLUMNS and set(pred["label"]) == {0, 1}
+
+
+def _dfbench(*args: str | Path) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "dfbench", *map(str, args)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_exported_predictions_are_the_stored_scores_exactly(two_runs: list[Path], tmp_path: Path):
+    _dfbench("leaderboard", *two_runs, "-o", tmp_path / "lb.csv", "--predictions", tmp_path / "pred.csv",
+             "--frame-predictions", tmp_path / "frames.csv")
+    res = load_results(two_runs)
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    videos = res.videos().set_index(["run_id", "sample_id", "cell"])["score"]
+    got = pred.set_index(["run_id", "sample_id", "cell"])["score"].reindex(videos.index)
+    assert (got.to_numpy() == videos.to_numpy()).all()                      # bit for bit, not to 6 decimals
+    frames = pd.read_csv(tmp_path / "frames.csv")
+    assert list(frames.columns) == FRAME_PREDICTION_COLUMNS and len(frames) == len(res.frames)
+    stored = res.frames.set_index(["run_id", "sample_id", "cell", "frame"])["score"]
+    back = frames.set_index(["run_id", "sample_id", "cell", "frame"])["score"].reindex(stored.index)
+    np.testing.assert_array_equal(back.to_numpy(), stored.to_numpy())       # NaN where a frame had no score
+    # a user's AUC from the file is the leaderboard's (the demo run gave 0.493 against 0.576 at 6 decimals)
+    long = pd.read_csv(tmp_path / "lb.csv")
+    video_auc = long[(long["metric"] == "auc") & (long["aggregation"] != "frame")].set_index(["run_id", "cell"])
+    for (run_id, cell), g in pred.groupby(["run_id", "cell"]):
+        assert roc_auc_score(g["label"], g["score"]) == pytest.approx(video_auc.loc[(run_id, cell), "value"],
+                                                                      abs=5e-7)
+
+
+def test_score_reproduces_the_runs_leaderboard_from_their_predictions(two_runs: list[Path], tmp_path: Path,
+                                                                      small_demo: Path):
+    import hashlib
+
+    _dfbench("leaderboard", *two_runs, "-o", tmp_path / "lb.csv", "--predictions", tmp_path / "pred.csv",
+             "--frame-predictions", tmp_path / "frames.csv", "--ci", "20")
+    out = _dfbench("score", tmp_path / "pred.csv", tmp_path / "frames.csv", "--dataset",
+                   small_demo / "manifest.csv", "--split", "train", "--limit", "4", "--frames", "2", "--suite",
+                   "video-ops", "-o", tmp_path / "scored.csv", "--ci", "20")
+    assert "every one of 4 samples x 13 cells present" in " ".join(out.stdout.split())
+    original, scored = pd.read_csv(tmp_path / "lb.csv"), pd.read_csv(tmp_path / "scored.csv")
+    sha = hashlib.sha256((tmp_path / "pred.csv").read_bytes() + (tmp_path / "frames.csv").read_bytes()).hexdigest()
+    assert (scored["weights_sha256"] == sha).all()
+    same = [c for c in LEADERBOARD_COLUMNS if c != "weights_sha256"]
+    pd.testing.assert_frame_equal(scored[same], original[same])
+    assert len(scored) == len(original) > 0
+
+
+def test_score_takes_video_rows_alone_and_names_what_is_missing_or_extra(two_runs: list[Path], tmp_path: Path,
+                                                                         small_demo: Path):
+    from dfbench import score
+    from dfbench.errors import DatasetError
+
+    _dfbench("leaderboard", *two_runs[:1], "-o", tmp_path / "lb.csv", "--predictions", tmp_path / "pred.csv")
+    pred = pd.read_csv(tmp_path / "pred.csv", dtype=str, keep_default_na=False)
+    select = {"dataset": str(small_demo / "manifest.csv"), "split": "train", "limit": 4, "frames": 2}
+    # someone else's file: three columns only, no frame rows
+    pred[["sample_id", "cell", "score"]].to_csv(tmp_path / "theirs.csv", index=False)
+    res = score(tmp_path / "theirs.csv", **select)
+    original = load_results(two_runs[0]).metrics(("suite",))
+    mine = res.metrics(("suite",))
+    pick = lambda t: t[t["metric"] == "auc"].set_index("cell")["value"]   # noqa: E731
+    pd.testing.assert_series_equal(pick(mine), pick(original))
+    assert (res.runs["detector"] == "predictions").all() and (res.runs["weights"] == "theirs.csv").all()
+    cases = {
+        "missing": pred.iloc[1:],
+        "repeated": pd.concat([pred, pred.iloc[:1]]),
+        "not in the dataset and suite": pd.concat([pred, pred.iloc[:1].assign(cell="blur-99")]),
+    }
+    for what, table in cases.items():
+        table.to_csv(tmp_path / "bad.csv", index=False)
+        with pytest.raises(DatasetError, match=f"1 {what} \\(e.g. \\("):
+            score(tmp_path / "bad.csv", **select)
+    flipped = pred.assign(label=(1 - pred["label"].astype(int)).astype(str))
+    flipped.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DatasetError, match="labels come from the dataset"):
+        score(tmp_path / "bad.csv", **select)
 
 
 def test_report_is_one_self_contained_html_file(two_runs: list[Path], tmp_path: Path):

@@ -10,7 +10,8 @@
   group), or a ``labels.csv`` (filename, label with 1 = fake) for the public test set.
 * ``trueface:ROOT?social=pre|facebook|telegram|twitter|whatsapp|all`` — TrueFace images (``TrueFace_PreSocial``,
   ``TrueFace_PostSocial/<platform>``; ``Real``/``Fake``); split 70/30 by image with a seed, as the
-  EfficientNet-B2 paper did (``seed=``).
+  EfficientNet-B2 paper did (``seed=``); ``val=0.1`` moves that share of the images from train to a ``val`` split
+  (ours: the paper has none; the test split stays the same).
 * ``deepfakebench:INDEX.json?compression=c23`` — a DeepfakeBench JSON index; each video is a folder of frames.
 """
 
@@ -161,6 +162,9 @@ def load_dfdc(root: Path, options: dict[str, str]) -> list[dict]:
 def load_trueface(root: Path, options: dict[str, str]) -> list[dict]:
     social = options.get("social", "pre").lower()
     seed = int(options.get("seed", 0))
+    val = float(options.get("val", 0))
+    if not 0 <= val < 0.7:
+        raise DatasetError(f"TrueFace val={val}: a share of the images in [0, 0.7), taken from the train split.")
     platforms = ("pre", *TRUEFACE_PLATFORMS) if social == "all" else (social,)
     if any(p not in ("pre", *TRUEFACE_PLATFORMS) for p in platforms):
         raise DatasetError(f"TrueFace social={social!r}; allowed: pre, {', '.join(TRUEFACE_PLATFORMS)}, all.")
@@ -174,7 +178,8 @@ def load_trueface(root: Path, options: dict[str, str]) -> list[dict]:
                 rel = path.relative_to(top)
                 method = rel.parts[0] if len(rel.parts) > 1 else kind
                 group = f"{kind}/{rel.with_suffix('').as_posix()}"
-                rows.append(_row(f"{platform}/{group}", path, label, _hash_split(group, seed, 0.7), method, group))
+                rows.append(_row(f"{platform}/{group}", path, label, _hash_split(group, seed, 0.7, val), method,
+                                 group))
     return rows
 
 
@@ -187,10 +192,13 @@ def _child(folder: Path, name: str) -> Path:
     return folder / name
 
 
-def _hash_split(key: str, seed: int, train_share: float) -> str:
-    """'train' for a seeded `train_share` of keys, else 'test' (stable across runs and machines)."""
+def _hash_split(key: str, seed: int, train_share: float, val_share: float = 0.0) -> str:
+    """'train' for a seeded `train_share` of keys (its last `val_share` 'val'), else 'test' (stable across runs and
+    machines)."""
     value = int.from_bytes(hashlib.sha256(f"{seed}|{key}".encode()).digest()[:8], "big") / 2**64
-    return "train" if value < train_share else "test"
+    if value >= train_share:
+        return "test"
+    return "val" if value >= train_share - val_share else "train"
 
 
 # -- DeepfakeBench -----------------------------------------------------------------------------------------------
@@ -230,4 +238,4 @@ LOADERS: dict[str, Callable[[Path, dict[str, str]], list[dict]]] = {
     "deepfakebench": load_deepfakebench,
 }
 ALLOWED_OPTIONS = {"ffpp": {"compression", "methods", "splits"}, "celebdf": set(), "dfdc": set(),
-                   "trueface": {"social", "seed"}, "deepfakebench": {"compression"}}
+                   "trueface": {"social", "seed", "val"}, "deepfakebench": {"compression"}}

@@ -15,6 +15,8 @@ from dfbench.errors import DatasetError
 from dfbench.paths import safe_relative, sample_id_problem
 
 REQUIRED = ("sample_id", "path", "label")
+# The split names `--calibrate-on val` takes as the validation split, in this order (FF++'s is ``val``).
+VALIDATION_SPLITS = ("val", "validation", "valid", "dev")
 OPTIONAL = ("split", "method", "group")
 LABEL_NAMES = {0: "real", 1: "fake"}
 
@@ -25,7 +27,8 @@ class Dataset:
 
     Attributes:
         name: how the user named it (folder, manifest path, or ``demo``).
-        table: one row per sample with columns `REQUIRED` + `OPTIONAL`; ``path`` is absolute.
+        table: one row per sample with columns `REQUIRED` + `OPTIONAL`, then any other column of the manifest (as
+            text); ``path`` is absolute.
         root: the folder that relative paths are taken from (written copies mirror paths below it).
         skipped: files of a dataset folder that are not samples, each as ``<path>: <why>`` (unsupported
             type, broken link); `dfbench data check` lists them and `dfbench run` notes their count.
@@ -41,6 +44,11 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @property
+    def extra_columns(self) -> list[str]:
+        """The manifest's columns beyond `REQUIRED` and `OPTIONAL`."""
+        return [c for c in self.table.columns if c not in REQUIRED + OPTIONAL]
 
     @property
     def has_splits(self) -> bool:
@@ -63,6 +71,31 @@ class Dataset:
             table = table.sort_index()
         name = self.name if split is None else f"{self.name}:{split}"
         return dataclasses.replace(self, name=name, table=table.reset_index(drop=True))
+
+    def validation_split(self, choice: str, scored: str | None) -> str:
+        """The split that ``--calibrate-on`` names: ``val`` takes the first of `VALIDATION_SPLITS` the dataset
+        has, ``split:NAME`` the split NAME; it may not be the `scored` one.
+
+        Raises:
+            DatasetError: the dataset has no such split, or it is the split being scored.
+        """
+        known = sorted(set(self.table["split"]) - {""})
+        if choice.startswith("split:"):
+            name: str | None = choice[len("split:"):]
+        elif choice == "val":
+            name = next((n for n in VALIDATION_SPLITS if n in known), None)
+        else:
+            raise DatasetError(f"--calibrate-on {choice!r}: use clean, val or split:NAME.")
+        if name is None or name not in known:
+            wanted = f"split named {name!r}" if choice.startswith("split:") else \
+                f"validation split (named {', '.join(VALIDATION_SPLITS)})"
+            raise DatasetError(f"Dataset {self.name!r} has no {wanted}; its splits: {', '.join(known) or 'none'}. "
+                               "--calibrate-on needs one: the ffpp layout's val.json, a manifest's split column, "
+                               "trueface:ROOT?val=0.1; or calibrate on the clean cell (--calibrate-on clean).")
+        if name == scored:
+            raise DatasetError(f"--calibrate-on {choice!r} names the split being scored ({name!r}); a threshold "
+                               "found on the scored samples is --calibrate-on clean.")
+        return name
 
     def relative_path(self, sample_id: str, path: str) -> Path:
         """Where a sample lives below the dataset root; the sample id plus suffix when it is elsewhere.
@@ -117,6 +150,7 @@ def validate(table: pd.DataFrame, name: str, root: Path | None = None, problems:
         DatasetError: a required column is missing, a sample id repeats, a label is not 0/1,
             a file is missing, or the table is empty.
     """
+    table = table.rename(columns=str)
     missing_cols = [c for c in REQUIRED if c not in table.columns]
     if missing_cols:
         raise DatasetError(f"Manifest {name!r} lacks column {missing_cols[0]!r}; required: {', '.join(REQUIRED)}.")
@@ -148,7 +182,10 @@ def validate(table: pd.DataFrame, name: str, root: Path | None = None, problems:
         paths.append(parsed[1])
         keep.append(index)
     table = table.iloc[keep].assign(label=labels, path=paths)
-    return Dataset(name, table[list(REQUIRED + OPTIONAL)].reset_index(drop=True), root)
+    extra = [c for c in table.columns if c not in REQUIRED + OPTIONAL]
+    for column in extra:   # a manifest's own columns (a subgroup attribute), as text; `--by COLUMN` reads them
+        table[column] = table[column].fillna("").astype(str)
+    return Dataset(name, table[[*REQUIRED, *OPTIONAL, *extra]].reset_index(drop=True), root)
 
 
 def _problem(message: str, problems: list[str] | None) -> None:

@@ -15,6 +15,25 @@ from dfbench.video.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
 
 
+def scored_samples(dataset: Dataset, split: str | None, limit: int | None, notes: list[str]) -> Dataset:
+    """The samples a run scores, one rule for `run` and `score`: `dataset`'s ``test`` split when it has splits and
+    none is asked for, at most `limit` samples balanced by label; both classes must be there.
+
+    Args:
+        notes: what the user should know (skipped files, the split chosen) is appended here.
+    """
+    if dataset.skipped:
+        notes.append(f"{len(dataset.skipped)} files in {dataset.name} are not samples and are skipped (e.g. "
+                     f"{dataset.skipped[0]}); 'dfbench data check' lists them.")
+    if split is None and dataset.has_splits:
+        split = "test"
+        notes.append(f"Scoring the 'test' split of {dataset.name} ({(dataset.table['split'] == 'test').sum()} "
+                     "samples); pass --split to choose another.")
+    dataset = dataset.select(split, limit)
+    dataset.check_evaluable()
+    return dataset
+
+
 def load_dataset(spec: str, problems: list[str] | None = None) -> Dataset:
     """Load a test set: ``demo``, a manifest (``.csv``, ``.parquet``), a real/fake folder, or a layout spec such as
     ``ffpp:/data/FaceForensics++?compression=c23`` (see `dfbench.data.layouts`)."""

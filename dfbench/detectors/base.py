@@ -206,7 +206,7 @@ class DetectorAdapter:
         """Build the network and load `weights`: file path(s), ``"demo"`` or ``"random"`` (seeded init)."""
         import torch
 
-        from dfbench.detectors.checkpoints import file_sha256
+        from dfbench.hashing import file_sha256
 
         files = weight_files(weights)
         with torch.random.fork_rng(devices=[]):

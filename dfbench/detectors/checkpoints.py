@@ -6,7 +6,6 @@ unpickling (a whole pickled model) is refused unless the user passes ``--trust-c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import types
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from dfbench.cache import cache_root
 from dfbench.errors import CheckpointError, MissingFileError
+from dfbench.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -24,20 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 STRIP_PREFIXES = ("module.", "net.", "model.")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (recorded with every result); for a folder, of its files' names and hashes."""
-    path = Path(path)
-    if path.is_dir():
-        listing = "".join(f"{p.relative_to(path).as_posix()}\t{file_sha256(p)}\n"
-                          for p in sorted(path.rglob("*")) if p.is_file())
-        return hashlib.sha256(listing.encode()).hexdigest()
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
