@@ -177,6 +177,8 @@ def run(
     def on_prepared(prep) -> None:
         for note in prep.notes:
             console.print(f"[cyan]note:[/] {note}", highlight=False)
+        for line in prep.warnings:
+            _warn(line)
         console.print(escape(f"{prep.config.detector} [{prep.adapter.weights_label}] on {prep.dataset.name}: ")
                       + f"{len(prep.dataset)} samples x {len(prep.suite.cells)} cells of '{prep.suite.name}', "
                       f"{prep.suite.frames.per_video} frames each, faces {prep.suite.faces} "
@@ -546,6 +548,52 @@ def report_cmd(
     _warn_incomplete(results)
     path = write_report(results, list(run_dirs), out, by)
     console.print(f"Wrote {path}.", highlight=False)
+
+
+@data_app.command("audit")
+@cli_errors
+def data_audit(
+    dataset: Annotated[str, typer.Argument(help="A folder, a manifest, or a layout spec, as for 'data check'.")],
+    split: SplitOpt = None,
+    out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--out", "-o", help="Also write every sample's format features to this CSV.")] = None,
+) -> None:
+    """Do real and fake differ in how they are stored? Per class: container, codec, profile, pixel format, size,
+    frame rate, duration, bitrate (videos); format, chroma subsampling, JPEG quality, metadata (images); then the
+    AUC of a classifier on those features alone (headers only, no frame decoded).
+
+    Example: dfbench data audit ffpp:/data/FaceForensics++ --split test
+    """
+    from rich.table import Table
+
+    from dfbench.data import load_dataset
+    from dfbench.data.audit import LEAK_AUC, audit
+    from dfbench.outputs import prepare_file
+
+    if out is not None:
+        prepare_file(out, "--out")
+    data = load_dataset(dataset)
+    if split is not None:
+        data = data.select(split)
+    result = audit(data)
+    table = Table(title=f"Formats per class: {data.name} ({len(data)} samples)", header_style="bold")
+    for column in ("feature", "real", "fake"):
+        table.add_column(column)
+    for row in result.summary.itertuples(index=False):
+        table.add_row(*map(str, row))
+    console.print(table)
+    auc = "n/a (needs two groups per class)" if result.baseline_auc != result.baseline_auc else \
+        f"{result.baseline_auc:.3f}"
+    console.print(f"format-only baseline AUC {auc} (a random forest on these features, {result.folds}-fold "
+                  f"cross-validated by group; above {LEAK_AUC} format alone separates the classes)", highlight=False)
+    unreadable = int(result.features["error"].notna().sum()) if "error" in result.features else 0
+    if unreadable:
+        console.print(f"{unreadable} files have unreadable headers (the error column of --out).", highlight=False)
+    if result.leak:
+        _warn(result.warning())
+    if out is not None:
+        result.features.to_csv(out, index=False)
+        console.print(f"Wrote {out}.", highlight=False)
 
 
 @data_app.command("check")

@@ -23,6 +23,7 @@ from dfbench import scoring
 from dfbench.cache import cache_root
 from dfbench.config import Cell, RunConfig, SuiteConfig, load_suite
 from dfbench.data import Dataset, load_dataset, scored_samples
+from dfbench.data.audit import audit
 from dfbench.detectors import DetectorAdapter, get_detector
 from dfbench.detectors.base import DetectorCard
 from dfbench.errors import ConfigError, DiskSpaceError
@@ -50,6 +51,7 @@ class Prepared:
     provenance: dict
     notes: list[str]
     calibration: Prepared | None = None   # the validation split's clean cells (--calibrate-on val)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 ProgressFn = Callable[[int, int, str], None]
@@ -98,8 +100,11 @@ def prepare(config: RunConfig) -> Prepared:
     run_id = stable_hash(identity)
     batch_size = scoring.resolve_batch_size(config.batch_size, adapter.device)
     prov = {**provenance(identity, suite, adapter, config, batch_size), "protocol": identity["protocol"]}
+    leak = audit(dataset)                      # headers only: the format-only baseline (README "Format leaks")
+    prov["format_audit"] = leak.record()
+    warnings = [leak.warning()] if leak.leak else []
     if config.calibrate_on == "clean":
-        return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes)
+        return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, warnings=warnings)
     # --calibrate-on val: the validation split's clean cells, scored under the same protocol, stored as a run of
     # its own that `dfbench.results` reads as this run's threshold source (never as a result).
     scored = config.split or ("test" if full.has_splits else None)
@@ -116,7 +121,7 @@ def prepare(config: RunConfig) -> Prepared:
     notes.append(f"Calibrating acc_cal's threshold on the {val_split!r} split ({len(val)} samples, clean cell), "
                  "frozen for every cell.")
     calibration = Prepared(config, clean, val, adapter, gatherer_for(clean), val_id, val_prov, [])
-    return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, calibration)
+    return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, calibration, warnings)
 
 
 def scoring_protocol(suite: SuiteConfig, card: DetectorCard, finder: str, no_face: str) -> dict[str, object]:

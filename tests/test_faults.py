@@ -145,8 +145,8 @@ def _ffmpeg_processes_under(folder: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130),
-                                              pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])
+@pytest.mark.slow   # three runs of 13 cells; in make test-slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_says_where_to_resume_and_the_resumed_run_completes(
         small_demo: Path, reference: pd.DataFrame, tmp_path: Path, signum: int, code: int):
     out = tmp_path / "interrupted"

@@ -285,6 +285,7 @@ def test_a_command_line_the_system_refuses_is_a_recorded_failure(tiny: Path, mon
 
 # -- case 3: relative, dotted, slashed and linked dataset folders ------------------------------------------------
 
+@pytest.mark.slow   # many CLI processes; in make test-slow
 def test_relative_dotted_and_linked_dataset_folders_work_in_every_command(tiny: Path, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch):
     parent = tiny.parent
@@ -378,6 +379,7 @@ def test_a_manifest_row_naming_a_device_says_so(tmp_path: Path):
 
 # -- case 7: output paths that cannot be written -----------------------------------------------------------------
 
+@pytest.mark.slow   # many CLI processes; in make test-slow
 def test_unwritable_outputs_are_one_line_before_any_model_loads(tiny_run: Path, tmp_path: Path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")

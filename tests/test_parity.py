@@ -347,6 +347,7 @@ class _CapsuleReference(nn.Module):
         return torch.stack(out)
 
 
+@pytest.mark.slow   # a full VGG19 forward pass on CPU; in make test-slow
 def test_capsule_reads_the_capsule_state_dict_and_vgg19_weights(tmp_path: Path):
     torch.manual_seed(6)
     reference = _calibrate(_CapsuleReference(), 300, _imagenet, seed=6, batches=2)

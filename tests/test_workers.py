@@ -81,6 +81,7 @@ def test_cuda_batches_come_in_at_most_four_shapes():
     assert {padded_rows(n, 256, "cpu") for n in (1, 65, 200)} == {1, 65, 200}
 
 
+@pytest.mark.slow   # two runs of the demo clips; in make test-slow
 def test_padding_rows_change_no_score(small_demo: Path, tmp_path: Path, monkeypatch):
     """The padded path (CUDA's) run on the CPU with batches of 8 (shapes 2, 4, 6, 8): the model sees only those
     sizes, padding did happen, and every frame's score is the one the unpadded run gives."""
