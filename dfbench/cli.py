@@ -56,6 +56,8 @@ ByOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
 CalibrateOnOpt = Annotated[str, typer.Option(
     help="Where acc_cal's threshold (--calibration's rule) is found, then frozen for every cell: clean (the scored "
          "samples' clean cell), val (the clean cell of the dataset's validation split, scored too) or split:NAME.")]
+LeaderboardOpt = Annotated[Path, typer.Option("--out", "-o", help="Long leaderboard CSV to write.")]
+WideOpt = Annotated[Optional[Path], typer.Option(help="Also write the wide AUC matrix here.")]  # noqa: UP045
 ThresholdOpt = Annotated[float, typer.Option(help="Threshold of acc, precision, recall, f1 ...")]
 CalibrationOpt = Annotated[str, typer.Option(
     help="Rule for acc_cal's threshold, found on each run's clean cell: eer or fpr:<rate>.")]
@@ -408,8 +410,8 @@ RunDirsArg = Annotated[list[Path], typer.Argument(help="Run folders (each holds 
 @cli_errors
 def leaderboard_cmd(
     run_dirs: RunDirsArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Long leaderboard CSV to write.")] = Path("leaderboard.csv"),
-    wide: Annotated[Optional[Path], typer.Option(help="Also write the wide AUC matrix here.")] = None,  # noqa: UP045
+    out: LeaderboardOpt = Path("leaderboard.csv"),
+    wide: WideOpt = None,
     predictions: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="Also write per-video predictions at full precision (sample_id, label, detector, weights, op, level, "
              "cell, aggregation, score, ...; README \"Predictions\"); 'dfbench score' reads them back.")] = None,
@@ -472,8 +474,8 @@ def score_cmd(
     frames: FramesOpt = None,
     faces: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="The run's face mode, where it was not the suite's (it is part of the suite hash).")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Long leaderboard CSV to write.")] = Path("leaderboard.csv"),
-    wide: Annotated[Optional[Path], typer.Option(help="Also write the wide AUC matrix here.")] = None,  # noqa: UP045
+    out: LeaderboardOpt = Path("leaderboard.csv"),
+    wide: WideOpt = None,
     no_face: Annotated[Optional[str], typer.Option(  # noqa: UP045
         help="A video row without a score: fallback (counts at --fallback-score) or drop. Default: the file's "
              "no_face column, else fallback.")] = None,
