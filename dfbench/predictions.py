@@ -220,9 +220,9 @@ def _one_run(run_id: str, videos: pd.DataFrame, frames: pd.DataFrame, samples: p
     keyed = keyed.merge(cell_table[["cell", "op", "level", "category", "position"]], on="cell", how="left")
     keyed = keyed.join(meta[["label", "method"]], on="sample_id")
     status = keyed["status"].replace("", "ok") if "status" in keyed else pd.Series("ok", index=keyed.index)
-    tasks = keyed[["sample_id", "cell"]].assign(run_id=run_id, status=status.to_numpy(), message="",
-                                                 label=keyed["label"], method=keyed["method"],
-                                                 path=keyed["sample_id"].map(meta["path"]))
+    columns = [c for c in samples.columns if c not in ("status", "message", "cell", "run_id")]
+    tasks = keyed[["sample_id", "cell"]].assign(run_id=run_id, status=status.to_numpy(), message="").join(
+        samples[columns], on="sample_id")
     frame_rows = _frames(frames, run_id, labels, cell_table, meta, suite.name)
     scored = frame_rows[frame_rows["status"] == "ok"].groupby(["sample_id", "cell"]).size()
     n_frames = keyed["n_frames"] if "n_frames" in keyed else pd.Series(np.nan, index=keyed.index)

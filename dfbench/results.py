@@ -199,8 +199,9 @@ class Results:
         """run_id -> (where acc_cal's threshold was found, the threshold) at one aggregation; NaN where that
         cell has no two classes."""
         out = {}
+        runs = self.runs.set_index("run_id")
         for run in self.runs.itertuples():
-            own = str(_protocol(self.runs.set_index("run_id"), run.run_id, "calibrate_on"))
+            own = str(_protocol(runs, run.run_id, "calibrate_on"))
             source = calibrate_on or own
             if source == "clean":
                 clean = rows[(rows["run_id"] == run.run_id) & (rows["category"] == CLEAN)]
@@ -295,13 +296,14 @@ class Results:
                                                              "n_frames", "seconds", "seed", "path", "label")]
             raise ConfigError(f"No sample column {column!r} to break results down by; these runs' samples have "
                               f"{', '.join(known)}.")
-        values = samples[column].fillna("").astype(str)
-        fakes, reals = samples[samples["label"] == 1], samples[samples["label"] == 0]
-        groups = {}
-        for value in sorted(set(values[fakes.index]) - {""}):
-            same = reals[values[reals.index] == value]
-            groups[value] = pd.concat([fakes[values[fakes.index] == value], same if len(same) else reals])
-        return {value: rows[["run_id", "sample_id"]] for value, rows in groups.items()}
+        samples = samples.assign(_value=samples[column].fillna("").astype(str))
+        groups: dict[str, list[pd.DataFrame]] = {}
+        for _, run in samples.groupby("run_id", sort=False):     # each run's fakes against that run's reals
+            fakes, reals = run[run["label"] == 1], run[run["label"] == 0]
+            for value in sorted(set(fakes["_value"]) - {""}):
+                same = reals[reals["_value"] == value]
+                groups.setdefault(value, []).extend([fakes[fakes["_value"] == value], same if len(same) else reals])
+        return {value: pd.concat(parts)[["run_id", "sample_id"]] for value, parts in sorted(groups.items())}
 
     def by(self, column: str, aggregations: Sequence[str] = ("suite",), threshold: float = 0.5,
            calibration: str = "eer") -> pd.DataFrame:
@@ -485,30 +487,23 @@ def _argmax_decision(probs: pd.Series) -> float:
 def load_results(run_dirs: str | Path | Sequence[str | Path]) -> Results:
     """The results of the runs stored in `run_dirs` (one folder or several), from their score stores."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
-    frames, tasks, runs, cells = [], [], [], []
-    val: list[tuple] = []          # the validation runs of --calibrate-on val, read as thresholds, never as results
+    parts: list[tuple] = []
     for folder in dirs:
         store = ScoreStore(Path(folder) / STORE_NAME, readonly=True)
         try:
             ids = store.run_ids()
             if not ids:
                 raise StoreError(f"{str(folder)!r} holds no run.")
-            for run_id in ids:
-                part = _read_run(store, run_id)
-                if part[2]["calibrates"]:
-                    val.append(part)
-                    continue
-                frames.append(part[0])
-                tasks.append(part[1])
-                runs.append(part[2])
-                cells.append(part[3])
+            parts.extend(_read_run(store, run_id) for run_id in ids)
         except (sqlite3.DatabaseError, KeyError, ValueError) as exc:   # damage quick_check missed, foreign JSON
             raise StoreError(f"Cannot read the score store of {str(folder)!r} ({exc.__class__.__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''}). {DAMAGED_HINT}") from None
         finally:
             store.close()
+    # the validation runs of --calibrate-on val are read as thresholds, never as results
+    val = [p for p in parts if p[2]["calibrates"]]
     calibration = Results(*_concat(val)) if val else None
-    return Results(*_concat(list(zip(frames, tasks, runs, cells, strict=True))), calibration=calibration)
+    return Results(*_concat([p for p in parts if not p[2]["calibrates"]]), calibration=calibration)
 
 
 def _concat(parts: list[tuple]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -158,7 +158,7 @@ def test_platform_profiles_carry_sources_and_users_can_add_one(tmp_path: Path, m
 
 
 # The long suites run in `make test-slow`.
-SLOW_SUITES = ("all", "deeperforensics", "severity-sweep", "social-video")
+SLOW_SUITES = ("all", "deeperforensics", "deeperforensics-lossless", "severity-sweep", "social-video")
 
 
 @pytest.mark.parametrize("suite", [pytest.param(s, marks=pytest.mark.slow if s in SLOW_SUITES else ())

@@ -139,7 +139,8 @@ def method_run(two_methods: Path, tmp_path_factory: pytest.TempPathFactory):
                device="cpu", out=tmp_path_factory.mktemp("by") / "run", by="method")
 
 
-def test_per_method_aucs_equal_scikit_learn_on_the_exported_predictions(method_run, tmp_path: Path):
+def test_per_method_aucs_equal_scikit_learn_on_the_exported_predictions(method_run, two_methods: Path,
+                                                                        tmp_path: Path):
     from sklearn.metrics import roc_auc_score
 
     from dfbench.predictions import video_predictions, write_predictions
@@ -158,6 +159,13 @@ def test_per_method_aucs_equal_scikit_learn_on_the_exported_predictions(method_r
     assert (counts["n_videos"] == 6).all()
     written = pd.read_csv(method_run.out / "results.csv", keep_default_na=False)
     assert "subgroup" in written and set(written["subgroup"]) == {"", "m1", "m2"}
+    # the same breakdown from the predictions file alone, by a manifest column of its own
+    from dfbench import score
+
+    scored = score(tmp_path / "pred.csv", dataset=str(two_methods), suite="clean", frames=2).by("gender")
+    stored = method_run.results.by("gender")
+    pick = lambda t: t[t["metric"] == "auc"].set_index(["subgroup", "cell"])["value"]   # noqa: E731
+    pd.testing.assert_series_equal(pick(scored), pick(stored))
     assert (written[written["subgroup"] == ""]["n_videos"].isin([8])).all()
 
 
