@@ -66,6 +66,11 @@ def prepare(config: RunConfig) -> Prepared:
     if config.by is not None and config.by not in dataset.table.columns:
         raise ConfigError(f"--by {config.by!r} is not a column of {dataset.name}; its columns: "
                           f"{', '.join(c for c in dataset.table.columns if c not in ('sample_id', 'path', 'label'))}.")
+    # Before the model loads: the validation split (a missing one is a one-line error) and the format audit.
+    val_split = None if config.calibrate_on == "clean" else full.validation_split(
+        config.calibrate_on, config.split or ("test" if full.has_splits else None))
+    clean = suite.clean_only() if val_split is not None else None   # a suite without a clean cell: an error now
+    leak = audit(dataset)                      # headers only: the format-only baseline (README "Format leaks")
     for media, paths in dataset.media_groups().items():
         suite.check_media(media, Path(paths[0]).name, len(paths))
     adapter = get_detector(config.detector)
@@ -100,18 +105,14 @@ def prepare(config: RunConfig) -> Prepared:
     run_id = stable_hash(identity)
     batch_size = scoring.resolve_batch_size(config.batch_size, adapter.device)
     prov = {**provenance(identity, suite, adapter, config, batch_size), "protocol": identity["protocol"]}
-    leak = audit(dataset)                      # headers only: the format-only baseline (README "Format leaks")
     prov["format_audit"] = leak.record()
     warnings = [leak.warning()] if leak.leak else []
-    if config.calibrate_on == "clean":
+    if val_split is None or clean is None:
         return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, warnings=warnings)
     # --calibrate-on val: the validation split's clean cells, scored under the same protocol, stored as a run of
     # its own that `dfbench.results` reads as this run's threshold source (never as a result).
-    scored = config.split or ("test" if full.has_splits else None)
-    val_split = full.validation_split(config.calibrate_on, scored)
     val = full.select(val_split, config.limit)
     val.check_evaluable()
-    clean = suite.clean_only()
     val_identity = {**identity, "dataset": val.name, "dataset_hash": val.hash, "suite_hash": clean.hash,
                     "role": "calibration"}
     val_id = stable_hash(val_identity)

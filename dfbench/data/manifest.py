@@ -46,11 +46,6 @@ class Dataset:
         return len(self.table)
 
     @property
-    def extra_columns(self) -> list[str]:
-        """The manifest's columns beyond `REQUIRED` and `OPTIONAL`."""
-        return [c for c in self.table.columns if c not in REQUIRED + OPTIONAL]
-
-    @property
     def has_splits(self) -> bool:
         """Whether any sample carries a split name."""
         return bool((self.table["split"] != "").any())
