@@ -29,7 +29,7 @@ test: lint
 # The long end-to-end tests (README "Install"): random kills, every adapter, long suite and training recipe, the
 # notebook, the report rendered in headless Chromium (Debian's chromium package), the installed wheel, the fuzz test,
 # every command on relative folders and unwritable outputs, the Capsule-Forensics parity test, Ctrl-C and SIGTERM
-# stops, batch padding, the whole demo set's format audit.
+# stops, batch padding, the whole demo set's format audit, the Ray backend on a two-node local Ray cluster.
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -rP -m slow tests
 

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dfbench.cluster import backend_for
 from dfbench.config import RunConfig
 from dfbench.errors import StoreError
 from dfbench.outputs import prepare_folder
@@ -22,6 +24,7 @@ from dfbench.pipeline import Prepared, ProgressFn, execute, prepare
 from dfbench.reports import write_outputs
 from dfbench.results import Results, load_results
 from dfbench.store import STORE_NAME, FolderLock, ScoreStore
+from dfbench.timing import StageClock
 
 
 @dataclass
@@ -56,6 +59,7 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
     prepare_folder(Path(config.out), "--out")
     if (Path(config.out) / STORE_NAME).is_file():
         ScoreStore(Path(config.out) / STORE_NAME, readonly=True).close()   # quick_check, once per run
+    backend = backend_for(config.backend, config.address)    # Ray installed, the cluster's address answering
     prep = prepare(config)
     if on_prepared is not None:
         on_prepared(prep)
@@ -72,11 +76,11 @@ def run(config: RunConfig | None = None, *, on_progress: ProgressFn | None = Non
                                        part.suite.cell_rows())
             n_resumed = len({s for s, _ in store.finished(prep.run_id)})
             (out / "run.json").write_text(json.dumps({"run_id": prep.run_id, **prep.provenance}, indent=2))
-            if prep.calibration is not None:
-                clock = execute(prep.calibration, store, on_progress)
-                clock.merge(execute(prep, store, on_progress))
-            else:
-                clock = execute(prep, store, on_progress)
+            with backend or contextlib.nullcontext():
+                clock = StageClock()
+                for part in (prep.calibration, prep):
+                    if part is not None:
+                        clock.merge(execute(part, store, on_progress, backend))
         finally:
             store.close()
         results = load_results(out)

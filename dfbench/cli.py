@@ -56,6 +56,12 @@ ByOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
 CalibrateOnOpt = Annotated[str, typer.Option(
     help="Where acc_cal's threshold (--calibration's rule) is found, then frozen for every cell: clean (the scored "
          "samples' clean cell), val (the clean cell of the dataset's validation split, scored too) or split:NAME.")]
+BackendOpt = Annotated[str, typer.Option(
+    help="local: this machine. ray: samples are gathered as Ray tasks and scored by model actors on a Ray cluster "
+         "(pip install 'dfbench[ray]'; README \"Past one machine\").")]
+AddressOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    help="With --backend ray: the cluster to join (auto, ray://HOST:10001 or the head's HOST:PORT). Default: start "
+         "a local Ray instance.")]
 LeaderboardOpt = Annotated[Path, typer.Option("--out", "-o", help="Long leaderboard CSV to write.")]
 WideOpt = Annotated[Optional[Path], typer.Option(help="Also write the wide AUC matrix here.")]  # noqa: UP045
 ThresholdOpt = Annotated[float, typer.Option(help="Threshold of acc, precision, recall, f1 ...")]
@@ -143,9 +149,12 @@ def run(
              "detector with the same crop spec skips decoding and only runs its model.")] = False,
     workers: Annotated[Optional[int], typer.Option(  # noqa: UP045
         min=0, help="Processes that decode, perturb and find faces while the model scores earlier samples. "
-                    "0: all in one process. Default: 0 on a CPU, up to 8 beside a GPU.")] = None,
+                    "0: all in one process. Default: 0 on a CPU, up to 8 beside a GPU. With --backend ray on a "
+                    "cluster without GPUs: the number of model actors (default: one per 5 CPUs).")] = None,
     by: ByOpt = None,
     calibrate_on: CalibrateOnOpt = "clean",
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
 ) -> None:
     """Score a detector on every cell of a suite and print the AUC matrix.
 
@@ -170,7 +179,7 @@ def run(
                        trust_checkpoint=trust_checkpoint, faces=faces, finder=finder, no_face=no_face,
                        work_limit=parse_size(limit_text) if (limit_text := work_limit or cache_limit) else None,
                        face_cache=face_cache, keep_crops=keep_crops, workers=workers, by=by,
-                       calibrate_on=calibrate_on)
+                       calibrate_on=calibrate_on, backend=backend, address=address)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         console=console, transient=False)
@@ -321,6 +330,8 @@ def perturb(
                             "it must lie outside the dataset.")] = Path("perturbed"),
     split: SplitOpt = None,
     limit: LimitOpt = None,
+    backend: BackendOpt = "local",
+    address: AddressOpt = None,
 ) -> None:
     """Write the full perturbed copy of a test set for every cell of a suite.
 
@@ -332,7 +343,8 @@ def perturb(
 
     with Progress(console=console) as progress:
         task = progress.add_task("writing copies", total=None)
-        report = write_dataset_copies(suite, dataset, out, split=split, limit=limit,
+        report = write_dataset_copies(suite, dataset, out, split=split, limit=limit, backend=backend,
+                                      address=address,
                                       on_progress=lambda done, total: progress.update(task, completed=done,
                                                                                       total=total))
     console.print(f"Wrote {report.n_files} files for {report.n_samples} samples x {report.n_cells} cells to {out} "

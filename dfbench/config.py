@@ -381,6 +381,17 @@ def default_weights(weights: str | tuple[str, ...] | None, data: str,
                       "to check the pipeline).")
 
 
+BACKENDS = ("local", "ray")
+
+
+def check_backend(backend: str, address: str | None) -> None:
+    """A ConfigError for an unknown ``--backend`` or an ``--address`` without ``--backend ray``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    if address is not None and backend != "ray":
+        raise ConfigError("--address names a Ray cluster: it needs --backend ray.")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; CLI flags map one to one.
@@ -416,6 +427,10 @@ class RunConfig:
         calibrate_on: where ``acc_cal``'s threshold is found before it is frozen for every cell: ``clean`` (the
             clean cell of the scored samples), ``val`` (the clean cell of the dataset's validation split, scored
             too) or ``split:NAME``.
+        backend: ``local`` (this machine: `workers` processes or this one) or ``ray`` (gathering as Ray tasks and
+            the model in Ray actors, `dfbench.cluster`). Not part of the run's identity: both give the same rows.
+        address: the Ray cluster to join (``auto``, ``ray://host:10001`` or the head's ``host:port``); None
+            starts a local Ray instance. Only with ``backend="ray"``.
     """
 
     detector: str
@@ -440,8 +455,11 @@ class RunConfig:
     workers: int | None = None
     by: str | None = None
     calibrate_on: str = "clean"
+    backend: str = "local"
+    address: str | None = None
 
     def __post_init__(self) -> None:
+        check_backend(self.backend, self.address)
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"--workers must be 0 or more, got {self.workers}.")
         if self.batch_size is not None and self.batch_size < 1:

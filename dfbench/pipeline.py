@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from dfbench import scoring
 from dfbench.cache import cache_root
@@ -55,6 +56,15 @@ class Prepared:
 
 
 ProgressFn = Callable[[int, int, str], None]
+Job = tuple[str, Path, list[Cell]]                  # a sample id, its file, and its cells not finished yet
+Rows = tuple[list[FrameRow], list[TaskRow]]
+
+
+class Backend(Protocol):
+    """Where samples are gathered and scored: `execute` gathers here (workers or this process) unless a backend
+    is given (`dfbench.cluster.RayBackend`). It yields each job's rows, in any order, as they are finished."""
+
+    def rows(self, prep: Prepared, jobs: list[Job], clock: StageClock) -> Iterator[Rows]: ...
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -132,8 +142,10 @@ def scoring_protocol(suite: SuiteConfig, card: DetectorCard, finder: str, no_fac
             "finder": finder, "no_face": no_face, "fallback_score": card.fallback_score, "decision": card.decision}
 
 
-def execute(prep: Prepared, store: ScoreStore, on_progress: ProgressFn | None = None) -> StageClock:
-    """Process every unfinished sample of a prepared run; safe to interrupt at any moment."""
+def execute(prep: Prepared, store: ScoreStore, on_progress: ProgressFn | None = None,
+            backend: Backend | None = None) -> StageClock:
+    """Process every unfinished sample of a prepared run; safe to interrupt at any moment. Only this process
+    writes the store, one sample's rows in one transaction, as they arrive."""
     clock = StageClock()
     cells = list(prep.suite.cells)
     finished = store.finished(prep.run_id)
@@ -146,8 +158,13 @@ def execute(prep: Prepared, store: ScoreStore, on_progress: ProgressFn | None = 
     jobs = [(s.sample_id, Path(s.path), [c for c in cells if (s.sample_id, c.id) not in finished]) for s in todo]
     workers = resolve_workers(prep.config.workers, prep.adapter.device, len(jobs))
     try:
-        results = (_gather_in_workers(prep, jobs, workdir, workers, clock) if workers else
-                   (score_sample(prep, sample_id, path, pending, workdir, clock) for sample_id, path, pending in jobs))
+        if backend is not None:
+            results = backend.rows(prep, jobs, clock) if jobs else iter(())
+        elif workers:
+            results = _gather_in_workers(prep, jobs, workdir, workers, clock)
+        else:
+            results = (score_sample(prep, sample_id, path, pending, workdir, clock)
+                       for sample_id, path, pending in jobs)
         for frames, tasks in results:
             started = time.perf_counter()
             store.write_sample(prep.run_id, frames, tasks)
@@ -168,8 +185,8 @@ def resolve_workers(workers: int | None, device: str, n_jobs: int) -> int:
     return min(workers, n_jobs)
 
 
-def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]], workdir: Path, workers: int,
-                       clock: StageClock) -> Iterator[tuple[list[FrameRow], list[TaskRow]]]:
+def _gather_in_workers(prep: Prepared, jobs: list[Job], workdir: Path, workers: int,
+                       clock: StageClock) -> Iterator[Rows]:
     """Yield each sample's rows in order, its frames decoded and its faces found in `workers` processes while
     this one scores the earlier samples; at most `workers + 2` samples are held at a time. Samples whose crops
     were kept are opened here (memory-mapped) and never reach a worker; the workers start only when a sample
@@ -207,10 +224,10 @@ def _gather_in_workers(prep: Prepared, jobs: list[tuple[str, Path, list[Cell]]],
             clock.merge(worker_clock)
             launched = scoring.start(prep.adapter, gathered, prep.config.batch_size)
             if previous is not None:        # its batches ran on the device while this sample arrived
-                yield finish_sample(prep, previous, clock)
+                yield sample_rows(prep.suite, previous, clock)
             previous = launched
         if previous is not None:
-            yield finish_sample(prep, previous, clock)
+            yield sample_rows(prep.suite, previous, clock)
     except BaseException:
         if pool is not None:    # stopped (Ctrl-C, SIGTERM, an error): end the workers' current samples too
             _stop_workers(pool)
@@ -243,20 +260,21 @@ def _init_worker(threads: int) -> None:
 
 
 def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], workdir: Path,
-                 clock: StageClock) -> tuple[list[FrameRow], list[TaskRow]]:
+                 clock: StageClock) -> Rows:
     """Score every cell of one sample; media failures become status rows, never exceptions."""
     check_free_space(workdir, prep.config.min_free_bytes)
     gatherer = prep.gatherer
     gathered, gather_clock = gatherer.kept(sample_id, path, cells) or gatherer.gather(sample_id, path, cells, workdir)
     clock.merge(gather_clock)
-    return finish_sample(prep, scoring.start(prep.adapter, gathered, prep.config.batch_size), clock)
+    return sample_rows(prep.suite, scoring.start(prep.adapter, gathered, prep.config.batch_size), clock)
 
 
-def finish_sample(prep: Prepared, launched: scoring.Scoring,
-                  clock: StageClock) -> tuple[list[FrameRow], list[TaskRow]]:
-    """Wait for a sample's scores and turn them into its frame and task rows."""
+def sample_rows(suite: SuiteConfig, launched: scoring.Scoring,
+                clock: StageClock) -> Rows:
+    """Wait for a sample's scores and turn them into its frame and task rows (in the process that holds the
+    model: this one, or a model actor of the Ray backend)."""
     gathered = launched.gathered
-    cells = [c for c in prep.suite.cells if c.id in gathered.cells]
+    cells = [c for c in suite.cells if c.id in gathered.cells]
     if gathered.unreadable is not None:
         return [], [TaskRow(gathered.sample_id, c.id, "decode_error", gathered.unreadable, 0, 0.0) for c in cells]
     started = time.perf_counter()
@@ -268,7 +286,7 @@ def finish_sample(prep: Prepared, launched: scoring.Scoring,
     frames: list[FrameRow] = []
     tasks: list[TaskRow] = []
     for cell in cells:
-        seed = cell.seed(prep.suite.seed, sample_id)
+        seed = cell.seed(suite.seed, sample_id)
         if cell.id in gathered.failures:
             tasks.append(TaskRow(sample_id, cell.id, "ffmpeg_error", gathered.failures[cell.id], 0, elapsed, seed))
             continue
