@@ -171,21 +171,24 @@ def test_a_worker_node_killed_mid_run_changes_nothing(cluster, small_demo: Path,
     _two_nodes(cluster)
     out = tmp_path / "ray"
     db = out / "scores.sqlite"
+    log = (tmp_path / "stderr.txt").open("w+")      # a file: a full pipe would stall the run while it is watched
     proc = subprocess.Popen(_args(small_demo, out, "--backend", "ray", "--address", cluster.address),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
         worker = next(iter(cluster.worker_nodes))
         deadline = time.monotonic() + 300      # gathering tasks are spread over the nodes: the worker gets some
-        while not _gathering_on(worker) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(2)                          # well into decoding and finding faces
-        assert proc.poll() is None and _committed(db) < 6 * CELLS and _gathering_on(worker)
+        seen = False                           # a sample being decoded there, seen just now
+        while not seen and proc.poll() is None and time.monotonic() < deadline:
+            seen = _gathering_on(worker)
+            time.sleep(0 if seen else 0.05)
+        assert seen and proc.poll() is None and _committed(db) < 6 * CELLS
         cluster.remove_node(worker, allow_graceful=False)    # SIGKILL: its tasks, objects (and actor) are lost
-        _, stderr = proc.communicate(timeout=900)
+        proc.wait(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr[-3000:]
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()[-3000:]
     pd.testing.assert_frame_equal(_frames(db), local_rows[0], check_exact=True)
     tasks = _tasks(db)
     assert len(tasks) == 6 * CELLS and not tasks.duplicated(["sample_id", "cell"]).any()
