@@ -67,7 +67,7 @@ def main() -> None:
         print(f"clean decode: {1000 * base / args.frames:.1f} ms per 720p frame", flush=True)
         for key in keys:
             op = OPERATIONS.get(key)
-            if "video" not in op.media:
+            if "video" not in op.media or op.attack is not None:    # attacks: benchmarks/attacks.py
                 continue
             level = op.levels[len(op.levels) // 2]
             total = seconds(source, Cell(key, level), args.frames, args.repeats, folder)

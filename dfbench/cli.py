@@ -155,6 +155,12 @@ def run(
     calibrate_on: CalibrateOnOpt = "clean",
     backend: BackendOpt = "local",
     address: AddressOpt = None,
+    surrogate: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="The detector the transfer attacks of the suite (fgsm_transfer, pgd_transfer; suite "
+             "adversarial-transfer) are made on; the run's detector scores the attacked crops.")] = None,
+    surrogate_weights: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Weights of --surrogate: a file, demo or random. Default: its demo weights where it ships some.")
+    ] = None,
 ) -> None:
     """Score a detector on every cell of a suite and print the AUC matrix.
 
@@ -179,7 +185,8 @@ def run(
                        trust_checkpoint=trust_checkpoint, faces=faces, finder=finder, no_face=no_face,
                        work_limit=parse_size(limit_text) if (limit_text := work_limit or cache_limit) else None,
                        face_cache=face_cache, keep_crops=keep_crops, workers=workers, by=by,
-                       calibrate_on=calibrate_on, backend=backend, address=address)
+                       calibrate_on=calibrate_on, backend=backend, address=address, surrogate=surrogate,
+                       surrogate_weights=surrogate_weights)
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("samples"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                         console=console, transient=False)
@@ -349,6 +356,9 @@ def perturb(
                                                                                       total=total))
     console.print(f"Wrote {report.n_files} files for {report.n_samples} samples x {report.n_cells} cells to {out} "
                   f"(manifest: {report.manifest}).", highlight=False)
+    if report.skipped:
+        console.print(f"[cyan]note:[/] no copies of the adversarial cells {', '.join(report.skipped)}: they attack "
+                      "each detector's own crops when dfbench run scores them.", highlight=False)
     for (sample_id, cell), message in sorted(report.errors.items()):
         err_console.print(f"[red]failed[/] {sample_id} {cell}: {message}", highlight=False)
 

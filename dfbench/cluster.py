@@ -39,7 +39,7 @@ from dfbench.detectors import get_detector
 from dfbench.errors import ConfigError, DfbenchError
 from dfbench.faces import SampleCrops
 from dfbench.gather import Gatherer
-from dfbench.pipeline import Job, Prepared, Rows, check_free_space, sample_rows
+from dfbench.pipeline import Job, Prepared, Rows, check_free_space, make_attacker, sample_rows
 from dfbench.store import FrameRow, TaskRow
 from dfbench.timing import StageClock
 
@@ -116,16 +116,21 @@ class ModelActor:
         self.adapter = get_detector(config.detector)
         self.adapter.load(weights, device, config.precision, config.trust_checkpoint)
         self.batch_size = config.batch_size
+        self.config = config
+        self._attackers: dict[str, Any] = {}        # suite hash -> the attacker of its adversarial cells
 
     def describe(self) -> dict[str, str]:
         """What the run's identity must agree with: the weights' digest, the device type and the precision."""
         return {"weights_sha256": self.adapter.weights_sha256, "device_type": self.adapter.device.split(":")[0],
                 "precision": self.adapter.precision}
 
-    def score(self, suite: SuiteConfig,
-              gathered: tuple[SampleCrops, StageClock]) -> tuple[list[FrameRow], list[TaskRow], StageClock]:
+    def score(self, suite: SuiteConfig, gathered: tuple[SampleCrops, StageClock],
+              labels: dict[str, int] | None = None) -> tuple[list[FrameRow], list[TaskRow], StageClock]:
         crops, clock = gathered
-        frames, tasks = sample_rows(suite, scoring.start(self.adapter, crops, self.batch_size), clock)
+        if suite.hash not in self._attackers:
+            self._attackers[suite.hash] = make_attacker(self.config, suite, None, self.adapter, labels or {})
+        attacker = self._attackers[suite.hash]
+        frames, tasks = sample_rows(suite, scoring.start(self.adapter, crops, self.batch_size, attacker), clock)
         return frames, tasks, clock
 
 
@@ -228,6 +233,7 @@ class RayBackend:
         actors = self.actors(prep)
         gather = ray.remote(gather_task).options(**TASK_OPTIONS)
         gatherer, suite = ray.put(prep.gatherer), ray.put(prep.suite)
+        labels = ray.put(prep.attacker.labels if prep.attacker is not None else None)
         in_flight = self.slots + 2 * len(actors)
         load = dict.fromkeys(range(len(actors)), 0)
         scoring_refs: dict[Any, tuple[int, Any]] = {}      # actor call -> (actor index, gathering task)
@@ -237,7 +243,7 @@ class RayBackend:
             for sample_id, path, cells in itertools.islice(queue, max(0, in_flight - len(scoring_refs))):
                 gathered = gather.remote(gatherer, sample_id, str(path), cells, prep.config.min_free_bytes)
                 index = min(load, key=load.__getitem__)
-                scoring_refs[actors[index].score.remote(suite, gathered)] = index, gathered
+                scoring_refs[actors[index].score.remote(suite, gathered, labels)] = index, gathered
                 load[index] += 1
 
         try:

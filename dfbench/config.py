@@ -51,6 +51,17 @@ class Cell:
     def __post_init__(self) -> None:
         object.__setattr__(self, "level", self.operation.check_level(self.level))
         object.__setattr__(self, "then", tuple((op, OPERATIONS.get(op).check_level(lv)) for op, lv in self.then))
+        early = [op for op, _ in self.parts[:-1] if OPERATIONS.get(op).attack is not None]
+        if early:
+            raise ConfigError(f"The adversarial operation {early[0]!r} can only end a chain: it attacks the crops "
+                              "that are scored, after every operation on the media.")
+
+    @property
+    def attack(self) -> Any:
+        """The `Attack` of an adversarial cell (its last operation's, `perturbations.adversarial`), else None."""
+        op, level = self.parts[-1]
+        operation = OPERATIONS.get(op)
+        return operation.attack(level) if operation.attack is not None else None
 
     @property
     def operation(self) -> Operation:
@@ -274,7 +285,22 @@ def _chain_part(item: Any, where: str) -> tuple[str, Level]:
     return op.name, item.get("level", op.levels[0])
 
 
-def _parse_cells(raw: Any, where: str) -> list[Cell]:
+def _reshare_cells(item: dict, where: str, suite_seed: int) -> list[Cell]:
+    """``{reshare: HOPS, draws: N, platforms: video|image, seed: S}``: N different chains of HOPS shipped platform
+    profiles drawn from S (default: the suite's seed); each cell's name lists its hops."""
+    check_keys(item, {"reshare", "draws", "platforms", "seed"}, f"a reshare cell of {where}")
+    hops = typed_field(item, "reshare", int, f"a reshare cell of {where}", low=2, high=MAX_CHAIN_STEPS)
+    draws = typed_field(item, "draws", int, f"a reshare cell of {where}", 1, 1, MAX_CELLS)
+    kind = typed_field(item, "platforms", str, f"a reshare cell of {where}", "video")
+    if kind not in ("video", "image"):
+        raise ConfigError(f"'platforms' of a reshare cell of {where} must be video or image, got {kind!r}.")
+    seed = typed_field(item, "seed", int, f"a reshare cell of {where}", suite_seed, 0, 2**63 - 1)
+    from dfbench.perturbations.platforms import reshare_chains
+
+    return [Cell(chain[0], 1, tuple((op, 1) for op in chain[1:])) for chain in reshare_chains(kind, hops, draws, seed)]
+
+
+def _parse_cells(raw: Any, where: str, suite_seed: int = 0) -> list[Cell]:
     if not isinstance(raw, list):
         raise ConfigError(f"'cells' in {where} must be a list.")
     cells: list[Cell] = []
@@ -282,6 +308,12 @@ def _parse_cells(raw: Any, where: str) -> list[Cell]:
         if isinstance(item, str):
             op = OPERATIONS.get(item)
             cells.extend(Cell(item, level) for level in op.levels)
+            continue
+        if isinstance(item, dict) and "reshare" in item:
+            cells.extend(_reshare_cells(item, where, suite_seed))
+            if len(cells) > MAX_CELLS:
+                raise ConfigError(f"{where} expands to more than {MAX_CELLS} cells; a suite holds at most "
+                                  f"{MAX_CELLS}.")
             continue
         if isinstance(item, dict) and "chain" in item:
             check_keys(item, {"chain"}, f"a chain cell of {where}")
@@ -328,7 +360,7 @@ def parse_suite(data: Any, where: str) -> SuiteConfig:
     try:
         return SuiteConfig(
             name=field_of("name", str), version=field_of("version", int, low=0, high=2**31 - 1),
-            cells=tuple(_parse_cells(cells, where)),
+            cells=tuple(_parse_cells(cells, where, field_of("seed", int, 0, 0, 2**63 - 1))),
             description=field_of("description", str, ""), source=field_of("source", str, ""), media=tuple(media),
             frames=FrameProtocol(typed_field(frames, "per_video", int, f"'frames' of {where}", 32, 1, MAX_FRAMES)),
             faces=field_of("faces", str, "redetect"), aggregation=field_of("aggregation", str, "card"),
@@ -431,6 +463,8 @@ class RunConfig:
             the model in Ray actors, `dfbench.cluster`). Not part of the run's identity: both give the same rows.
         address: the Ray cluster to join (``auto``, ``ray://host:10001`` or the head's ``host:port``); None
             starts a local Ray instance. Only with ``backend="ray"``.
+        surrogate: the detector the transfer attacks (``fgsm_transfer``, ``pgd_transfer``) are made on; its
+            weights are `surrogate_weights` (a file, ``demo`` or ``random``; None: demo where it ships some).
     """
 
     detector: str
@@ -457,9 +491,13 @@ class RunConfig:
     calibrate_on: str = "clean"
     backend: str = "local"
     address: str | None = None
+    surrogate: str | None = None
+    surrogate_weights: str | None = None
 
     def __post_init__(self) -> None:
         check_backend(self.backend, self.address)
+        if self.surrogate_weights is not None and self.surrogate is None:
+            raise ConfigError("--surrogate-weights needs --surrogate KEY (the detector the transfer attacks use).")
         if self.workers is not None and self.workers < 0:
             raise ConfigError(f"--workers must be 0 or more, got {self.workers}.")
         if self.batch_size is not None and self.batch_size < 1:

@@ -8,6 +8,7 @@ with the ``clean`` suite gives the same frames, and so the same scores, as the i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class CopyReport:
     n_files: int
     manifest: str
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()       # adversarial cells: made per detector at scoring time, no copy to write
 
 
 def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: str | None = None,
@@ -48,6 +50,8 @@ def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: s
     on any node: `out` and the dataset must be at the same paths on every node."""
     check_backend(backend, address)
     suite = load_suite(suite_name)
+    skipped = tuple(c.id for c in suite.cells if c.attack is not None)
+    suite = dataclasses.replace(suite, cells=tuple(c for c in suite.cells if c.attack is None))
     dataset = load_dataset(dataset_spec).select(split, limit)
     dataset.check_evaluable()
     for media, paths in dataset.media_groups().items():
@@ -60,7 +64,7 @@ def write_dataset_copies(suite_name: str, dataset_spec: str, out: Path, split: s
     prepare_folder(out, "--out")
     folders = {c.id: safe_part(c.id) for c in suite.cells}
     rows: dict[str, list[dict]] = {c.id: [] for c in suite.cells}
-    report = CopyReport(len(dataset), len(suite.cells), 0, str(out / "<cell>" / "manifest.csv"))
+    report = CopyReport(len(dataset), len(suite.cells), 0, str(out / "<cell>" / "manifest.csv"), skipped=skipped)
     calls = [(suite, sample._asdict(), dataset.relative_path(sample.sample_id, sample.path), out.resolve(), folders)
              for sample in dataset.table.itertuples()]
     ray = backend_for(backend, address)

@@ -157,20 +157,31 @@ def find_and_cut(sample_id: str, finder: FaceFinder, spec: CropSpec, plans: list
                 take(event.cell_id, event.index, event.image, found)
             clock.add("faces", time.perf_counter() - t0, 1)
         plans = [p for p in plans if p is not clean_plan]
+    # Cells whose steps are the same give the same frames (the clean cell and the adversarial cells, which attack
+    # the clean crops when they are scored): one of them is decoded and searched, the others share its faces.
+    twins: dict[str, list[str]] = {}
+    first: dict[tuple, str] = {}
+    for plan in plans:
+        twins.setdefault(first.setdefault(plan.steps, plan.cell_id), []).append(plan.cell_id)
+    plans = [p for p in plans if p.cell_id in twins]
     for event in _timed(sample_frames(path, plans, indices, workdir, media, work_limit, fps), clock):
         if isinstance(event, CellFailure):
-            failures.update({cell: f"{event.status}: {event.message}" for cell in event.cell_ids})
+            failures.update({cell: f"{event.status}: {event.message}" for rep in event.cell_ids
+                             for cell in twins.get(rep, [rep])})
             continue
         t0 = time.perf_counter()
-        if known is not None:
-            faces = known.get((event.cell_id, event.index), [])
-        elif geometries is None:
-            faces = finder.find(event.image)
-        else:
-            found, size = clean.get(event.index, ([], (0, 0)))
-            shape = (event.image.shape[1], event.image.shape[0])
-            faces = map_faces(found, geometries[event.cell_id], size, shape) if found else []
-        take(event.cell_id, event.index, event.image, faces)
+        for cell_id in twins[event.cell_id]:
+            if known is not None:
+                faces = known.get((cell_id, event.index), [])
+            elif cell_id != event.cell_id:
+                faces = every[(event.cell_id, event.index)]
+            elif geometries is None:
+                faces = finder.find(event.image)
+            else:
+                found, size = clean.get(event.index, ([], (0, 0)))
+                shape = (event.image.shape[1], event.image.shape[0])
+                faces = map_faces(found, geometries[cell_id], size, shape) if found else []
+            take(cell_id, event.index, event.image, faces)
         clock.add("cached_faces" if known is not None else "faces", time.perf_counter() - t0, 1)
     return result()
 

@@ -32,6 +32,7 @@ from dfbench.faces import SampleCrops
 from dfbench.faces.cache import FaceCache
 from dfbench.gather import Gatherer, choose_finder
 from dfbench.hashing import stable_hash
+from dfbench.perturbations.adversarial import Attacker, load_surrogate
 from dfbench.provenance import provenance
 from dfbench.store import FrameRow, ScoreStore, TaskRow
 from dfbench.timing import StageClock
@@ -53,6 +54,7 @@ class Prepared:
     notes: list[str]
     calibration: Prepared | None = None   # the validation split's clean cells (--calibrate-on val)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    attacker: Attacker | None = None      # the suite's adversarial cells (`perturbations.adversarial`)
 
 
 ProgressFn = Callable[[int, int, str], None]
@@ -112,13 +114,20 @@ def prepare(config: RunConfig) -> Prepared:
         "device_type": adapter.device.split(":")[0], "precision": adapter.precision,
         "protocol": scoring_protocol(suite, card, finder.name, config.no_face),
     }
+    attacker = make_attacker(config, suite, dataset, adapter)
+    if attacker is not None and attacker.surrogate is not None:
+        identity["surrogate"] = {"detector": config.surrogate, "weights": attacker.surrogate.weights_label,
+                                 "weights_sha256": attacker.surrogate.weights_sha256}
+    elif config.surrogate is not None:
+        notes.append(f"--surrogate {config.surrogate} is not used: suite {suite.name!r} has no transfer attack.")
     run_id = stable_hash(identity)
     batch_size = scoring.resolve_batch_size(config.batch_size, adapter.device)
     prov = {**provenance(identity, suite, adapter, config, batch_size), "protocol": identity["protocol"]}
     prov["format_audit"] = leak.record()
     warnings = [leak.warning()] if leak.leak else []
     if val_split is None or clean is None:
-        return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, warnings=warnings)
+        return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, warnings=warnings,
+                        attacker=attacker)
     # --calibrate-on val: the validation split's clean cells, scored under the same protocol, stored as a run of
     # its own that `dfbench.results` reads as this run's threshold source (never as a result).
     val = full.select(val_split, config.limit)
@@ -132,7 +141,22 @@ def prepare(config: RunConfig) -> Prepared:
     notes.append(f"Calibrating acc_cal's threshold on the {val_split!r} split ({len(val)} samples, clean cell), "
                  "frozen for every cell.")
     calibration = Prepared(config, clean, val, adapter, gatherer_for(clean), val_id, val_prov, [])
-    return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, calibration, warnings)
+    return Prepared(config, suite, dataset, adapter, gatherer, run_id, prov, notes, calibration, warnings, attacker)
+
+
+def make_attacker(config: RunConfig, suite: SuiteConfig, dataset: Dataset | None, adapter: DetectorAdapter,
+                  labels: dict[str, int] | None = None) -> Attacker | None:
+    """The attacker of the suite's adversarial cells (None when it has none), with the surrogate detector of its
+    transfer cells loaded on the run's device."""
+    if not any(c.attack is not None for c in suite.cells):
+        return None
+    transfer = any(c.attack is not None and c.attack.transfer for c in suite.cells)
+    surrogate = load_surrogate(config.surrogate, config.surrogate_weights, adapter.device, adapter.precision,
+                               config.trust_checkpoint) if transfer else None
+    if labels is None:
+        assert dataset is not None
+        labels = dict(zip(dataset.table["sample_id"], dataset.table["label"].astype(int), strict=True))
+    return Attacker(suite, labels, surrogate)
 
 
 def scoring_protocol(suite: SuiteConfig, card: DetectorCard, finder: str, no_face: str) -> dict[str, object]:
@@ -222,7 +246,7 @@ def _gather_in_workers(prep: Prepared, jobs: list[Job], workdir: Path, workers: 
             clock.add("wait_for_workers", time.perf_counter() - waited, 1)
             submit(1)
             clock.merge(worker_clock)
-            launched = scoring.start(prep.adapter, gathered, prep.config.batch_size)
+            launched = scoring.start(prep.adapter, gathered, prep.config.batch_size, prep.attacker)
             if previous is not None:        # its batches ran on the device while this sample arrived
                 yield sample_rows(prep.suite, previous, clock)
             previous = launched
@@ -266,7 +290,8 @@ def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], 
     gatherer = prep.gatherer
     gathered, gather_clock = gatherer.kept(sample_id, path, cells) or gatherer.gather(sample_id, path, cells, workdir)
     clock.merge(gather_clock)
-    return sample_rows(prep.suite, scoring.start(prep.adapter, gathered, prep.config.batch_size), clock)
+    launched = scoring.start(prep.adapter, gathered, prep.config.batch_size, prep.attacker)
+    return sample_rows(prep.suite, launched, clock)
 
 
 def sample_rows(suite: SuiteConfig, launched: scoring.Scoring,

@@ -56,7 +56,9 @@ def preview(suite_name: str, dataset_spec: str, out: Path, sample_id: str | None
             failed.update({cell: event.message for cell in event.cell_ids})
     if not frames:
         raise MediaError(f"No cell produced a frame for {row['sample_id']!r}: {next(iter(failed.values()), '')}")
-    grid = _grid([(c.id, c.category, frames.get(c.id)) for c in suite.cells], columns)
+    # an adversarial cell's frame is the clean one: its crops are attacked per detector when they are scored
+    grid = _grid([(c.id, "adversarial: per detector" if c.attack is not None else c.category, frames.get(c.id))
+                  for c in suite.cells], columns)
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out)
     return Preview(out, str(row["sample_id"]), index, len(suite.cells), failed)

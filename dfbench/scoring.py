@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from dfbench import metrics
+from dfbench.errors import ConfigError
 from dfbench.faces import Owner, SampleCrops
+from dfbench.perturbations import OPERATIONS
 
 if TYPE_CHECKING:
     import torch
 
     from dfbench.detectors import DetectorAdapter
+    from dfbench.perturbations.adversarial import Attacker
 
 FrameScore = tuple[float, "str | None"]      # P(fake), and the class probabilities as JSON for adapters with classes
 
@@ -76,16 +79,29 @@ class Scoring(NamedTuple):
         return sum(len(ids) for ids, _, _ in self.batches)
 
 
-def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | None = None) -> Scoring:
+def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | None = None,
+          attacker: Attacker | None = None) -> Scoring:
     """Hand a sample's crops to the model in batches, without waiting for results; crops of failed cells are
     left out. The outputs stay on the device, so the GPU works through the batches while this process moves on
-    (to the next sample's crops); `frame_scores` copies them back."""
+    (to the next sample's crops); `frame_scores` copies them back. The crops of adversarial cells are attacked
+    first, by `attacker` (`perturbations.adversarial`), and their attacked copies are scored."""
     started = time.perf_counter()
     owners, failures = gathered.owners, gathered.failures
-    keep = np.array([i for i, (cell, _) in enumerate(owners) if cell not in failures], dtype=np.int64)
+    attacked = set(attacker.attacks) if attacker is not None else set()
+    if attacker is None:
+        prefixes = tuple(f"{k}-" for k in OPERATIONS.names() if OPERATIONS.get(k).attack is not None)
+        if any(c.split("+")[-1].startswith(prefixes) for c in gathered.cells):
+            raise ConfigError("A suite with adversarial cells needs an attacker to score them (dfbench run makes one).")
+    keep = np.array([i for i, (cell, _) in enumerate(owners) if cell not in failures and cell not in attacked],
+                    dtype=np.int64)
     every = len(keep) == len(gathered.crops)       # then a batch is a slice: a view, not a copy
     size = resolve_batch_size(batch_size, adapter.device)
     batches = []
+    if attacker is not None:
+        for cell in sorted(attacked.intersection(gathered.cells).difference(failures)):
+            ids = np.array([i for i, (c, _) in enumerate(owners) if c == cell], dtype=np.int64)
+            if len(ids):
+                batches.extend(attacker.batches(adapter, cell, gathered.sample_id, gathered.crops[ids], ids, size))
     for first in range(0, len(keep), size):
         batch_ids = keep[first:first + size]
         crops = gathered.crops[first:first + size] if every else gathered.crops[batch_ids]

@@ -15,10 +15,11 @@ def ffmpeg() -> str:
 
 
 def make_video(path: Path, size: str = "160x120", frames: int = 20, rate: int = 10,
-               source: str = "testsrc2", extra: list[str] | None = None) -> Path:
-    """A synthetic H.264 clip from ffmpeg's lavfi sources."""
+               source: str = "testsrc2", extra: list[str] | None = None, input_file: Path | None = None) -> Path:
+    """A synthetic H.264 clip from ffmpeg's lavfi sources (or the first `frames` frames of `input_file`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}",
+    given = ["-i", str(input_file)] if input_file else ["-f", "lavfi", "-i", f"{source}=size={size}:rate={rate}"]
+    cmd = [ffmpeg(), "-v", "error", "-y", *given,
            "-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
            *(extra or []), str(path)]
     subprocess.run(cmd, check=True)

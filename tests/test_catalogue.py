@@ -15,7 +15,8 @@ from dfbench.video.engine import CellPlan, SampledFrame, sample_frames, write_co
 from dfbench.video.probe import probe_video
 from tests.media import decode_all, make_video
 
-ALL_OPS = [k for k in OPERATIONS.names() if k != "none"]
+# Every operation on media (the adversarial ones leave the media as it is: tests/test_adversarial.py)
+ALL_OPS = [k for k in OPERATIONS.names() if k != "none" and OPERATIONS.get(k).attack is None]
 MID_TONES = ["-vf", "lutrgb=r=val*0.6+50:g=val*0.6+50:b=val*0.6+50"]
 
 
@@ -27,10 +28,29 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def still(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("still") / "still.png"
-    Image.fromarray(decode_all(source)[0]).save(path)
-    return path
+def face_clip(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 frames of a demo video at 428x240: a face for the operations that edit faces (caption 3, sticker, ...)."""
+    return make_video(tmp_path_factory.mktemp("cat") / "face.mp4", frames=8, extra=[
+        "-vf", "scale=428:240:flags=bicubic", "-crf", "12"], source="", input_file=small_demo / "fake" / "clip_003.mp4")
+
+
+def _uses_faces(op: str) -> bool:
+    return "locator" in (OPERATIONS.get(op).settings or {})
+
+
+@pytest.fixture(scope="module")
+def sources(source: Path, face_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each contract test's clip and still: the face clip for face edits, the detailed pattern for the rest."""
+    out = {"plain": source, "face": face_clip}
+    for name, clip in (("plain", source), ("face", face_clip)):
+        path = tmp_path_factory.mktemp("still") / f"{name}.png"
+        Image.fromarray(decode_all(clip)[0]).save(path)
+        out[f"{name}_still"] = path
+    return out
+
+
+def _source(sources: dict[str, Path], op: str, still: bool = False) -> Path:
+    return sources[("face" if _uses_faces(op) else "plain") + ("_still" if still else "")]
 
 
 def _frames(src: Path, cells: list[Cell], media: str = "video", seed_sample: str = "s",
@@ -53,7 +73,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("op", ALL_OPS)
-def test_every_level_keeps_the_format_and_the_declared_geometry(op: str, source: Path, tmp_path: Path):
+def test_every_level_keeps_the_format_and_the_declared_geometry(op: str, sources: dict[str, Path], tmp_path: Path):
+    source = _source(sources, op)
     operation = OPERATIONS.get(op)
     cells = [Cell(op, level) for level in operation.levels]
     before = hashlib.sha256(source.read_bytes()).hexdigest()
@@ -71,7 +92,8 @@ def test_every_level_keeps_the_format_and_the_declared_geometry(op: str, source:
 
 
 @pytest.mark.parametrize("op", [k for k in ALL_OPS if len(OPERATIONS.get(k).levels) >= 2])
-def test_distortion_grows_strictly_with_level(op: str, source: Path):
+def test_distortion_grows_strictly_with_level(op: str, sources: dict[str, Path]):
+    source = _source(sources, op)
     clean = decode_all(source)[3]
     cells = [Cell(op, level) for level in OPERATIONS.get(op).levels]
     frames = _frames(source, cells)
@@ -81,7 +103,8 @@ def test_distortion_grows_strictly_with_level(op: str, source: Path):
 
 
 @pytest.mark.parametrize("op", [k for k in ALL_OPS if OPERATIONS.get(k).stochastic])
-def test_stochastic_ops_repeat_with_a_seed_and_change_with_another(op: str, source: Path):
+def test_stochastic_ops_repeat_with_a_seed_and_change_with_another(op: str, sources: dict[str, Path]):
+    source = _source(sources, op)
     cell = Cell(op, OPERATIONS.get(op).levels[-1])
     a = _frames(source, [cell], seed_sample="one")[cell.id]
     b = _frames(source, [cell], seed_sample="one")[cell.id]
@@ -90,7 +113,8 @@ def test_stochastic_ops_repeat_with_a_seed_and_change_with_another(op: str, sour
 
 
 @pytest.mark.parametrize("op", [k for k in ALL_OPS if "image" in OPERATIONS.get(k).media])
-def test_image_and_video_paths_agree_on_a_still_frame(op: str, source: Path, still: Path):
+def test_image_and_video_paths_agree_on_a_still_frame(op: str, sources: dict[str, Path]):
+    source, still = _source(sources, op), _source(sources, op, still=True)
     cell = Cell(op, OPERATIONS.get(op).levels[0])
     video = _frames(source, [cell], index=0)[cell.id]  # frame 0 of the video is the still image
     image = _frames(still, [cell], media="image", index=0)[cell.id]
@@ -110,7 +134,8 @@ def test_image_and_video_paths_agree_on_a_still_frame(op: str, source: Path, sti
 @pytest.mark.parametrize("op", [k for k in ALL_OPS if any(isinstance(s, FrameStep)
                                                           for s in OPERATIONS.get(k).steps(
                                                               OPERATIONS.get(k).levels[0], 0))])
-def test_python_steps_do_not_modify_their_input(op: str, source: Path):
+def test_python_steps_do_not_modify_their_input(op: str, sources: dict[str, Path]):
+    source = _source(sources, op)
     frame = decode_all(source)[3]
     copy = frame.copy()
     for step in OPERATIONS.get(op).steps(OPERATIONS.get(op).levels[-1], 5):
@@ -158,7 +183,8 @@ def test_platform_profiles_carry_sources_and_users_can_add_one(tmp_path: Path, m
 
 
 # The long suites run in `make test-slow`.
-SLOW_SUITES = ("all", "deeperforensics", "deeperforensics-lossless", "severity-sweep", "social-video")
+SLOW_SUITES = ("all", "codecs", "deeperforensics", "deeperforensics-lossless", "recapture", "reshare", "severity-sweep",
+               "social-video")
 
 
 @pytest.mark.parametrize("suite", [pytest.param(s, marks=pytest.mark.slow if s in SLOW_SUITES else ())
@@ -173,8 +199,10 @@ def test_every_shipped_suite_runs_on_a_two_sample_dataset(suite: str, small_demo
             Image.fromarray(decode_all(small_demo / label / "clip_003.mp4")[0]).save(
                 tmp_path / "stills" / label / "still.png")
         dataset = str(tmp_path / "stills")
+    transfer = any(c.attack is not None and c.attack.transfer for c in load_suite(suite).cells)
     summary = run(detector="effb2", weights="random", suite=suite, dataset=dataset,
-                  frames=1, out=tmp_path / "run", device="cpu", precision="fp32")
+                  frames=1, out=tmp_path / "run", device="cpu", precision="fp32",
+                  surrogate="meso4" if transfer else None)
     table = summary.results.metrics(("suite",))
     assert table["cell"].nunique() == len(load_suite(suite).cells)
     assert (table["n_frames"] + table["n_no_face"] + table["n_errors"] == 2).all()

@@ -184,6 +184,18 @@ class DetectorAdapter:
 
         return torch.softmax(output.float(), dim=1)[:, 1]
 
+    def fake_log_odds(self, output: torch.Tensor) -> torch.Tensor:
+        """log P(fake) - log P(real) per face from the network output, what attacks push on: from two logits it is
+        their difference (it never saturates); adapters whose network ends in probabilities give the log-odds of
+        `scores`, which stop moving where float32 rounds the probability to 0 or 1."""
+        import torch
+
+        out = output.float()
+        if type(self).scores is DetectorAdapter.scores and out.ndim == 2 and out.shape[1] == 2:
+            return out[:, 1] - out[:, 0]
+        p = self.scores(output).float().reshape(-1).clamp(1e-12, 1 - 1e-7)
+        return torch.log(p) - torch.log1p(-p)
+
     def class_probabilities(self, output: torch.Tensor) -> torch.Tensor:
         """Per-class probabilities (N x len(card.classes)) for adapters with more than two classes."""
         import torch
@@ -249,6 +261,17 @@ class DetectorAdapter:
             raise DetectorOutputError(f"[{self.card.key}] expects N x 3 x H x W faces, got {tuple(faces.shape)}.")
         with torch.inference_mode(), autocast(self.device, self.precision):
             x = self.normalize(faces.to(self.device, non_blocking=True).float())
+            return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def forward_grad(self, faces: torch.Tensor) -> torch.Tensor:
+        """The raw network output as `forward` gives it, with autograd on, for attacks that need the gradient with
+        respect to `faces` (`dfbench.perturbations.adversarial`); the network stays in eval mode."""
+        import torch
+
+        if self.model is None:
+            raise RuntimeError(f"[{self.card.key}] call load() before an attack.")
+        with torch.enable_grad(), autocast(self.device, self.precision):
+            x = self.normalize(faces.float())
             return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def predict(self, faces: torch.Tensor) -> torch.Tensor:

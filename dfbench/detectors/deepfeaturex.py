@@ -123,6 +123,13 @@ class DeepFeatureXNet(DetectorAdapter):
 
         return 1.0 - torch.softmax(output.float(), dim=1)[:, 2]
 
+    def fake_log_odds(self, output: torch.Tensor) -> torch.Tensor:
+        """log P(not REAL) - log P(REAL) from the three logits, without a saturating softmax."""
+        import torch
+
+        out = output.float()
+        return torch.logsumexp(out[:, :2], dim=1) - out[:, 2]
+
     def load_weights(self, paths: list[Path], trust: bool) -> torch.nn.Module:
         from dfbench.detectors.checkpoints import extract_state_dict, fit_state_dict, strip_prefixes
 

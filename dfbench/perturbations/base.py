@@ -105,6 +105,9 @@ class Operation:
         media: the media it applies to (``video``, ``image``).
         settings: values beyond the level that set its numbers and live outside its code (a platform profile's
             content); part of its `fingerprint`.
+        attack: for an adversarial operation, maps a level to its `Attack`: the op leaves the video as it is, and
+            the crops of its cell are attacked on the detector under test when they are scored
+            (`dfbench.perturbations.adversarial`); None for every operation on media.
     """
 
     name: str
@@ -122,6 +125,7 @@ class Operation:
     short: str = ""
     media: frozenset[str] = frozenset({"video", "image"})
     settings: Mapping[str, Any] | None = field(default=None, compare=False)
+    attack: Callable[[Level], Any] | None = field(default=None, repr=False, compare=False)
 
     def label(self, level: Level) -> str:
         """A compact column label, e.g. ``crf23`` or ``1/4``."""
@@ -155,8 +159,11 @@ class Operation:
         Suites put it into their hash, so a changed parameter gives a new run id and face-cache key. The steps
         are built with seed 0: a seed is chosen per sample, it is not a parameter."""
         steps = [describe(step) for step in self.steps(level, 0)]
-        return stable_hash({"op": self.name, "version": self.version, "level": format_level(self.check_level(level)),
-                            "steps": steps, "settings": describe(self.settings)})
+        content = {"op": self.name, "version": self.version, "level": format_level(self.check_level(level)),
+                   "steps": steps, "settings": describe(self.settings)}
+        if self.attack is not None:
+            content["attack"] = describe(self.attack(self.check_level(level)))
+        return stable_hash(content)
 
 
 OPERATIONS: Registry[Operation] = Registry("operation", "dfbench list ops")
@@ -244,6 +251,7 @@ def operation(
     media: tuple[str, ...] = ("video", "image"),
     settings: Mapping[str, Any] | None = None,
     replace: bool = False,
+    attack: Callable[[Level], Any] | None = None,
 ) -> Callable[[Callable[[Level, int], Sequence[Step]]], Operation]:
     """Decorator that registers a step-building function as an `Operation` (`replace`: over an existing one of
     the same name, as a user's platform profile does)."""
@@ -252,7 +260,7 @@ def operation(
         summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
         geometry_of = geometry if callable(geometry) else (lambda _level: geometry)
         op = Operation(name, category, version, unit, levels, level_range, stochastic, geometry_of,
-                       source, build, summary, integer_levels, short, frozenset(media), settings)
+                       source, build, summary, integer_levels, short, frozenset(media), settings, attack)
         return OPERATIONS.replace(name, op) if replace else OPERATIONS.add(name, op)
 
     return decorate

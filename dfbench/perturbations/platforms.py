@@ -161,3 +161,46 @@ def register_profiles() -> list[Profile]:
     for profile in profiles.values():
         _register(profile)
     return list(profiles.values())
+
+
+MAX_RESHARE_TRIES = 1000   # ours: redraws allowed to avoid a chain drawn before
+
+
+def shipped_platform_ops(kind: str) -> list[str]:
+    """The operation names of the profiles shipped with dfbench for `kind` (``image`` or ``video``), sorted."""
+    folder = Path(str(resources.files("dfbench") / "platforms"))
+    profiles = [load_profile(path) for path in sorted(folder.glob("*.yaml"))]
+    return sorted(p.op_name for p in profiles if p.kind == kind)
+
+
+def reshare_chains(kind: str, hops: int, draws: int, seed: int) -> list[tuple[str, ...]]:
+    """`draws` different chains of `hops` platform operations for `kind`, drawn from `seed`: each hop uniformly
+    among the shipped profiles, never the platform of the hop before (ours: a re-share on the same platform is
+    usually a forward, which keeps the file). Chain ``i`` comes from the generator ``(seed, hops, i, try)``, so
+    adding draws never changes the earlier ones.
+
+    Example:
+        >>> reshare_chains("video", 2, 1, 0) == reshare_chains("video", 2, 1, 0)
+        True
+    """
+    pool = shipped_platform_ops(kind)
+    if len(pool) < 2:
+        raise ConfigError(f"A re-share chain needs at least two shipped {kind} platform profiles; found {len(pool)}.")
+    limit = len(pool) * (len(pool) - 1) ** (hops - 1)
+    if draws > limit:
+        raise ConfigError(f"Only {limit} different {hops}-hop chains exist over the {len(pool)} {kind} platforms; "
+                          f"{draws} were asked for.")
+    chains: list[tuple[str, ...]] = []
+    for i in range(draws):
+        for attempt in range(MAX_RESHARE_TRIES):
+            rng = np.random.default_rng([seed, hops, i, attempt])
+            chain = [pool[int(rng.integers(len(pool)))]]
+            while len(chain) < hops:
+                others = [p for p in pool if p != chain[-1]]
+                chain.append(others[int(rng.integers(len(others)))])
+            if tuple(chain) not in chains:
+                chains.append(tuple(chain))
+                break
+        else:
+            raise ConfigError(f"Could not draw {draws} different {hops}-hop chains from seed {seed}.")
+    return chains
