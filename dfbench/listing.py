@@ -71,6 +71,9 @@ def _ops():
             f"{'seeded' if op.stochastic else 'deterministic'}; geometry {op.geometry(op.levels[0]).kind}",
             f"  source: {escape(op.source)}",
         ]
+        if op.attack is not None:
+            lines.insert(2, "  [yellow]adversarial cell[/]: the media stays as it is; each detector's own crops are "
+                            "attacked when they are scored (README 'Adversarial cells')")
         entries.append(lines)
     return _blocks(title, entries)
 

@@ -83,7 +83,21 @@ def _grid(tiles: list[tuple[str, str, np.ndarray | None]], columns: int):
             size = (max(1, int(TILE_HEIGHT * frame.shape[1] / frame.shape[0])), TILE_HEIGHT)
             tile = Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR)
             canvas.paste(tile, (x + (cell_w - size[0]) // 2, y))
-            draw.text((x + 5, y + TILE_HEIGHT + 2), f"{cell_id}", fill="black", font=font)
+            draw.text((x + 5, y + TILE_HEIGHT + 2), _fitted(draw, cell_id, font, cell_w - 10), fill="black", font=font)
             draw.text((x + 5, y + TILE_HEIGHT + 16), f"{category}, {frame.shape[1]}x{frame.shape[0]}", fill="gray",
                       font=font)
     return canvas
+
+
+def _fitted(draw, text: str, font, width: int) -> str:
+    """`text`, shortened in its middle with "..." until it fits `width` pixels (a long chain's id, such as a
+    5-hop re-share, would run into the next tile)."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    keep = len(text)
+    while keep > 4:
+        keep -= 1
+        short = text[: (keep + 1) // 2] + "..." + text[len(text) - keep // 2:]
+        if draw.textlength(short, font=font) <= width:
+            return short
+    return text[:4] + "..."

@@ -101,7 +101,7 @@ def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | Non
         for cell in sorted(attacked.intersection(gathered.cells).difference(failures)):
             ids = np.array([i for i, (c, _) in enumerate(owners) if c == cell], dtype=np.int64)
             if len(ids):
-                batches.extend(attacker.batches(adapter, cell, gathered.sample_id, gathered.crops[ids], ids, size))
+                batches.extend(_attacked(adapter, attacker, cell, gathered.sample_id, gathered.crops[ids], ids, size))
     for first in range(0, len(keep), size):
         batch_ids = keep[first:first + size]
         crops = gathered.crops[first:first + size] if every else gathered.crops[batch_ids]
@@ -113,6 +113,25 @@ def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | Non
         n = len(batch_ids)
         batches.append((batch_ids, scores[:n], None if probs is None else probs[:n]))
     return Scoring(gathered, batches, time.perf_counter() - started)
+
+
+def _attacked(adapter: DetectorAdapter, attacker: Attacker, cell_id: str, sample_id: str, crops: np.ndarray,
+              ids: np.ndarray, size: int) -> list[tuple[np.ndarray, Any, Any]]:
+    """One adversarial cell's crops of one sample, attacked in batches of `size` (on the surrogate for a transfer
+    cell) and scored on `adapter`: (crop ids, P(fake), class probabilities) per batch, left on the device."""
+    from dfbench.perturbations.adversarial import perturb
+
+    attack, label = attacker.attacks[cell_id], attacker.label(sample_id)
+    source = attacker.model_for(cell_id, adapter)
+    noise = attacker.start(cell_id, sample_id, (len(ids), 3, crops.shape[1], crops.shape[2]))
+    out = []
+    for first in range(0, len(ids), size):
+        batch = to_model_input(crops[first:first + size], source.device)
+        start = None if noise is None else noise[first:first + size]
+        attacked = perturb(source, batch, label, attack, start).to(adapter.device)
+        scores, probs = adapter.predict_all(attacked, copy_back=False)
+        out.append((ids[first:first + size], scores, probs))
+    return out
 
 
 def frame_scores(scoring: Scoring) -> dict[Owner, FrameScore]:

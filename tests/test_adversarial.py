@@ -210,3 +210,34 @@ def test_a_wrong_suite_cell_order_is_refused():
     with pytest.raises(ConfigError, match="can only end a chain"):
         parse_suite({"name": "x", "version": 1, "cells": ["none", {"chain": [{"op": "fgsm", "level": 2},
                                                                              {"op": "h264_crf", "level": 23}]}]}, "x")
+
+
+def test_a_ray_model_actor_attacks_as_the_local_run_does(small_demo: Path, tmp_path: Path):
+    """The Ray backend's model actor (its class, in this process) builds its attacker from the labels it is given and
+    scores the adversarial cells exactly as a local run does."""
+    import torch
+
+    from dfbench.cluster import ModelActor
+    from dfbench.config import RunConfig
+    from dfbench.pipeline import prepare, score_sample
+    from dfbench.timing import StageClock
+
+    threads = torch.get_num_threads()
+    suite = tmp_path / "adv.yaml"
+    suite.write_text("name: adv\nversion: 1\nmedia: [video]\ncells: [none, {op: pgd, level: 4}]\n")
+    config = RunConfig(detector="effb2", suite=str(suite), dataset=str(small_demo / "manifest.csv"), frames=2,
+                       device="cpu", weights="demo", out=tmp_path / "run", face_cache=False)
+    prep = prepare(config)
+    sample = "fake/clip_003"
+    path = small_demo / "fake" / "clip_003.mp4"
+    local_frames, _ = score_sample(prep, sample, path, list(prep.suite.cells), tmp_path, StageClock())
+    try:
+        actor = ModelActor(config, "demo", "cpu")
+        gathered = prep.gatherer.gather(sample, path, list(prep.suite.cells), tmp_path)
+        frames, tasks, _ = actor.score(prep.suite, gathered, prep.attacker.labels)     # type: ignore[union-attr]
+    finally:
+        torch.set_num_threads(threads)
+    assert {t.cell for t in tasks} == {"none-0", "pgd-4"}
+    scores = {(f.cell, f.frame): f.score for f in frames}
+    assert scores == {(f.cell, f.frame): f.score for f in local_frames}
+    assert scores[("pgd-4", frames[-1].frame)] != scores[("none-0", frames[-1].frame)]

@@ -105,6 +105,19 @@ def test_wrong_geometry_is_caught_by_the_box_check():
     assert not np.allclose(_bright_box(out), wrong, atol=3.0)
 
 
+def test_clean_faces_mode_maps_boxes_through_crops_and_drops_a_face_cropped_away():
+    from dfbench.faces.finder import Face
+    from dfbench.faces.mapping import map_faces
+
+    geometry = OPERATIONS.get("reframe_offcenter").geometry(0.5625)
+    window = geometry.window(1280, 720)           # x0 = a quarter of the free margin
+    inside = Face(window[0] + 10, 100, window[0] + 60, 160, 0.99, ((window[0] + 20.0, 120.0),))
+    outside = Face(1200, 100, 1260, 160, 0.99)
+    mapped = map_faces([inside, outside], [geometry], (1280, 720), geometry.size(1280, 720))
+    assert len(mapped) == 1 and (mapped[0].x1, mapped[0].y1, mapped[0].x2) == (10, 100, 60)
+    assert mapped[0].landmarks == ((20.0, 120.0),)
+
+
 def _frame(clip: Path, index: int = 4) -> np.ndarray:
     return decode_all(clip)[index]
 
@@ -183,3 +196,16 @@ def test_reshare_suite_names_every_hop_in_its_cells():
 def test_a_wrong_reshare_cell_is_one_clear_line(item: dict, message: str):
     with pytest.raises(ConfigError, match=message):
         parse_suite({"name": "x", "version": 1, "cells": ["none", item]}, "x")
+
+
+def test_a_long_chain_label_is_shortened_to_its_preview_tile():
+    from PIL import Image, ImageDraw, ImageFont
+
+    from dfbench.preview import _fitted
+
+    draw, font = ImageDraw.Draw(Image.new("RGB", (4, 4))), ImageFont.load_default()
+    cell = max((c.id for c in load_suite("reshare").cells), key=len)
+    short = _fitted(draw, cell, font, 300)
+    assert "..." in short and draw.textlength(short, font=font) <= 300
+    assert short.startswith(cell[:8]) and short.endswith(cell[-8:])
+    assert _fitted(draw, "none-0", font, 300) == "none-0"

@@ -19,7 +19,8 @@ from dfbench.perturbations.geometry import Geometry
 
 def map_faces(faces: Sequence[Face], geometries: Sequence[Geometry], clean_size: tuple[int, int],
               out_size: tuple[int, int]) -> list[Face]:
-    """`faces` found in a clean frame of `clean_size` (width, height), in the pixels of the perturbed frame.
+    """`faces` found in a clean frame of `clean_size` (width, height), in the pixels of the perturbed frame; a face
+    the operations moved out of the frame entirely (a re-framing crop) is left out.
 
     >>> from dfbench.perturbations.geometry import HorizontalFlip
     >>> map_faces([Face(10, 20, 30, 60, 0.99)], [HorizontalFlip()], (100, 80), (100, 80))
@@ -33,6 +34,7 @@ def map_faces(faces: Sequence[Face], geometries: Sequence[Geometry], clean_size:
         points = [[geometry.map_box((x, y, x, y), width, height)[:2] for x, y in face] for face in points]
         width, height = geometry.size(width, height)
     sx, sy = out_size[0] / width, out_size[1] / height
+    # a face that a crop left outside the frame (its clamped box has no area) is not in the perturbed frame
     return [Face(x1 * sx, y1 * sy, x2 * sx, y2 * sy, f.confidence,
                  tuple((x * sx, y * sy) for x, y in moved) if f.landmarks is not None else None)
-            for (x1, y1, x2, y2), moved, f in zip(boxes, points, faces, strict=True)]
+            for (x1, y1, x2, y2), moved, f in zip(boxes, points, faces, strict=True) if x2 > x1 and y2 > y1]

@@ -35,9 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dfbench.errors import ConfigError
 from dfbench.perturbations.base import FilterStep, Level, Step, derive_seed, operation
@@ -173,31 +171,26 @@ class Attacker:
             raise ConfigError(f"Suite {suite.name!r} has transfer attacks; name the detector they are made on with "
                               "--surrogate KEY (and --surrogate-weights FILE).")
 
-    def batches(self, model: DetectorAdapter, cell_id: str, sample_id: str, crops: np.ndarray, ids: np.ndarray,
-                size: int) -> list[tuple[np.ndarray, Any, Any]]:
-        """Attack one cell's crops of one sample in batches of `size` and score them on `model`: (crop ids,
-        P(fake), class probabilities) per batch, left on the device."""
-        import torch
-
-        from dfbench.scoring import to_model_input
-
-        attack = self.attacks[cell_id]
+    def label(self, sample_id: str) -> int:
+        """The true label of `sample_id` (1 fake, 0 real)."""
         if sample_id not in self.labels:
             raise ConfigError(f"No label for sample {sample_id!r}: an attack needs the true label.")
-        label = int(self.labels[sample_id])
-        source = self.surrogate if attack.transfer and self.surrogate is not None else model
+        return int(self.labels[sample_id])
+
+    def model_for(self, cell_id: str, scored: DetectorAdapter) -> DetectorAdapter:
+        """The adapter the cell's attack is made on: the surrogate for a transfer cell, else the `scored` one."""
+        return self.surrogate if self.attacks[cell_id].transfer and self.surrogate is not None else scored
+
+    def start(self, cell_id: str, sample_id: str, shape: tuple[int, ...]) -> torch.Tensor | None:
+        """PGD's random start for all of one sample's crops in the cell (uniform in [-1, 1], on the CPU), drawn from
+        the cell's seed for that sample, so it does not depend on the batch size or the device; None for FGSM."""
+        import torch
+
+        if not self.attacks[cell_id].random_start:
+            return None
         op, level = self.seeds[cell_id]
         generator = torch.Generator().manual_seed(derive_seed(self.suite_seed, sample_id, op, level))
-        shape = (len(ids), 3, crops.shape[1], crops.shape[2])
-        noise = torch.rand(shape, generator=generator) * 2 - 1 if attack.random_start else None
-        out = []
-        for first in range(0, len(ids), size):
-            batch = to_model_input(crops[first:first + size], model.device)
-            start = None if noise is None else noise[first:first + size]
-            attacked = perturb(source, batch.to(source.device), label, attack, start).to(model.device)
-            scores, probs = model.predict_all(attacked, copy_back=False)
-            out.append((ids[first:first + size], scores, probs))
-        return out
+        return torch.rand(shape, generator=generator) * 2 - 1
 
 
 def load_surrogate(key: str | None, weights: str | None, device: str, precision: str,

@@ -151,12 +151,14 @@ def _fitted_font(draw, text: str, size: int, max_width: float):
     return _font(max(6, size))
 
 
-def _draw_line(draw, text: str, size: int, centre_x: float, bottom: float, width: int, box_alpha: int) -> None:
+def _draw_line(draw, text: str, size: int, centre_x: float, bottom: float, width: int, box_alpha: int,
+               middle: float | None = None) -> None:
+    """One line of `text` centred on `centre_x`, its bottom at `bottom` (or its middle at `middle`)."""
     font = _fitted_font(draw, text, size, 0.92 * width)
     left, top, right, low = draw.textbbox((0, 0), text, font=font, stroke_width=max(1, font.size // 12))
     w, h = right - left, low - top
     x = min(max(2.0, centre_x - w / 2), width - w - 2.0)
-    y = bottom - h
+    y = bottom - h if middle is None else middle - h / 2
     if box_alpha:
         pad = font.size * 0.25
         draw.rectangle((x - pad, y - pad, x + w + pad, y + h + pad), fill=(0, 0, 0, box_alpha))
@@ -166,7 +168,7 @@ def _draw_line(draw, text: str, size: int, centre_x: float, bottom: float, width
 
 def _caption(level: int, seed: int):
     pick = np.random.default_rng([seed, 0])
-    first, second = (CAPTIONS[i] for i in pick.choice(len(CAPTIONS), 2, replace=False))
+    first, second, third = (CAPTIONS[i] for i in pick.choice(len(CAPTIONS), 3, replace=False))
     jitter_x, jitter_y, jitter_size = pick.uniform(-0.05, 0.05), pick.uniform(-0.02, 0.0), pick.uniform(0.9, 1.1)
 
     def fn(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -185,10 +187,10 @@ def _caption(level: int, seed: int):
             _draw_line(draw, second, size, centre, bottom, width, 150)
             _draw_line(draw, first, size, centre, bottom - 1.45 * size, width, 150)
         zone = locate(frame) if level >= 3 else None
-        if zone is not None:   # a caption across the lower face, at the mouth
+        if zone is not None:   # a caption across the lower face, centred on the mouth
             mouth_y = (zone.mouth_left[1] + zone.mouth_right[1]) / 2
             size = max(8, round(0.2 * zone.height * jitter_size))
-            _draw_line(draw, first, size, zone.centre[0], mouth_y + 0.5 * size, width, 200)
+            _draw_line(draw, third, size, zone.centre[0], 0.0, width, 200, middle=mouth_y)
         return np.asarray(Image.alpha_composite(base, layer).convert("RGB"))
 
     return fn
@@ -211,10 +213,12 @@ def caption(caption_level: Level, seed: int) -> list[Step]:
 STICKER_COLOURS = ((255, 204, 77), (255, 120, 180), (90, 200, 255), (130, 230, 120))   # ours: emoji-like fills
 
 
+STICKER_ANGLE = 40.0     # ours: degrees below the face's horizontal axis, on the viewer's right (the cheek)
+
+
 def _sticker(diameter: float, seed: int):
-    pick = np.random.default_rng([seed, 1])
-    colour = STICKER_COLOURS[int(pick.integers(len(STICKER_COLOURS)))]
-    angle = np.radians(float(pick.choice([-135.0, -45.0, 45.0, 135.0])) + pick.uniform(-15, 15))
+    colour = STICKER_COLOURS[int(np.random.default_rng([seed, 1]).integers(len(STICKER_COLOURS)))]
+    angle = np.radians(STICKER_ANGLE)     # the same place at every level, so the levels differ in size only
 
     def fn(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         zone = locate(frame)
@@ -242,10 +246,10 @@ def _sticker(diameter: float, seed: int):
 
 @operation("sticker", category="overlay", version=1, unit="diameter_face_fraction", levels=(0.3, 0.5, 0.7),
            level_range=(0.05, 2.0), integer_levels=False, stochastic=True, short="sticker {level}",
-           settings={"locator": LOCATOR, "colours": STICKER_COLOURS},
+           settings={"locator": LOCATOR, "colours": STICKER_COLOURS, "angle": STICKER_ANGLE},
            source="ours: an opaque emoji-like sticker (filled disc, eyes, smile) of `diameter_face_fraction` x the "
-                  "face width, centred on the face's edge so half of it covers the face; colour and place (one of "
-                  "the four diagonals, +-15 degrees) drawn from the seed, the same in every frame, following the face")
+                  "face width, centred on the face's edge at the lower cheek (40 degrees below the face's axis, "
+                  "viewer's right) so about half of it covers the face, following the face; colour from the seed")
 def sticker(diameter_face_fraction: Level, seed: int) -> list[Step]:
     """Paste an opaque emoji-like sticker of the given size (x face width) on the edge of the face."""
     return [FrameStep(_sticker(float(diameter_face_fraction), seed), seed, f"sticker {diameter_face_fraction}")]
