@@ -209,3 +209,15 @@ def test_a_long_chain_label_is_shortened_to_its_preview_tile():
     assert "..." in short and draw.textlength(short, font=font) <= 300
     assert short.startswith(cell[:8]) and short.endswith(cell[-8:])
     assert _fitted(draw, "none-0", font, 300) == "none-0"
+
+
+def test_one_ffmpeg_process_holds_at_most_eight_encoders():
+    """The `all` suite's 40 encoding cells in one process peaked at 4.9 GB (children's max RSS, 2 demo videos);
+    with at most 8 encoders per process, 1.5 GB."""
+    from dfbench.video import engine
+
+    cells = [Cell("none", 0)] + [Cell("h264_ladder", k) for k in range(100, 2100, 100)] + [Cell("lighten", 1)]
+    plans = [CellPlan(c.id, c.steps(0, "s")) for c in cells]
+    chunks = list(engine._chunks(plans))
+    encoding = [sum(any(type(s).__name__ == "EncodeStep" for s in p.steps) for p in chunk) for chunk in chunks]
+    assert encoding == [8, 8, 4] and [p for chunk in chunks for p in chunk] == plans

@@ -59,6 +59,11 @@ INLINE_GRAPH_MAX = 32_000
 # Ours: cells one ffmpeg process decodes for. Every shipped suite fits (`all` has 96); a larger suite decodes its
 # source once per 128 cells, so that no process holds hundreds of encoders and filter chains at once.
 MAX_BRANCHES = 128
+# Ours: cells with an encode that one ffmpeg process serves (each encoder holds its own frame buffers: measured
+# here at 480p, 130 MB for libx264 to 250 MB for SVT-AV1, and the `all` suite's 40 encoding cells in one process
+# peaked at 4.9 GB). More cells decode their source again, once per 8 encoders: a decode costs less than one
+# encode (9.5 ms against 16-41 ms per 720p frame, benchmarks/ops.py).
+MAX_ENCODERS = 8
 STORAGE = {
     # Lossless H.264 (qp 0) in yuv420p: decoding gives back the filtered frames exactly.
     "video": Storage((EVEN_CROP, "format=yuv420p"),
@@ -436,14 +441,28 @@ def _read_nut(stream, rnd: _Round, indices: Sequence[int] | None) -> Iterator[Sa
 
 def _rounds(source: Path, plans: Sequence[CellPlan], ctx: _Context,
             work_limit: int | None = None) -> Generator[Event, None, dict[str, str]]:
-    """Run every round for `source`, at most `MAX_BRANCHES` cells per ffmpeg process; intermediate files are
-    removed once their round is done."""
+    """Run every round for `source`, at most `MAX_BRANCHES` cells and `MAX_ENCODERS` cells with an encode per
+    ffmpeg process; intermediate files are removed once their round is done."""
     errors: dict[str, str] = {}
     round_no = 0
-    for start in range(0, len(plans), MAX_BRANCHES):
-        round_no = yield from _chunk_rounds(source, plans[start:start + MAX_BRANCHES], ctx, work_limit, errors,
-                                            round_no)
+    for chunk in _chunks(plans):
+        round_no = yield from _chunk_rounds(source, chunk, ctx, work_limit, errors, round_no)
     return errors
+
+
+def _chunks(plans: Sequence[CellPlan]) -> Iterator[list[CellPlan]]:
+    """`plans` in order, cut so that no chunk has more than `MAX_BRANCHES` plans or `MAX_ENCODERS` that encode."""
+    chunk: list[CellPlan] = []
+    encoders = 0
+    for plan in plans:
+        encodes = any(isinstance(step, EncodeStep) for step in plan.steps)
+        if chunk and (len(chunk) == MAX_BRANCHES or encodes and encoders == MAX_ENCODERS):
+            yield chunk
+            chunk, encoders = [], 0
+        chunk.append(plan)
+        encoders += encodes
+    if chunk:
+        yield chunk
 
 
 def _chunk_rounds(source: Path, plans: Sequence[CellPlan], ctx: _Context, work_limit: int | None,
