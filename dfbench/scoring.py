@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections import defaultdict
@@ -88,10 +89,8 @@ def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | Non
     started = time.perf_counter()
     owners, failures = gathered.owners, gathered.failures
     attacked = set(attacker.attacks) if attacker is not None else set()
-    if attacker is None:
-        prefixes = tuple(f"{k}-" for k in OPERATIONS.names() if OPERATIONS.get(k).attack is not None)
-        if any(c.split("+")[-1].startswith(prefixes) for c in gathered.cells):
-            raise ConfigError("A suite with adversarial cells needs an attacker to score them (dfbench run makes one).")
+    if attacker is None and any(c.split("+")[-1].startswith(_attack_prefixes()) for c in gathered.cells):
+        raise ConfigError("A suite with adversarial cells needs an attacker to score them (dfbench run makes one).")
     keep = np.array([i for i, (cell, _) in enumerate(owners) if cell not in failures and cell not in attacked],
                     dtype=np.int64)
     every = len(keep) == len(gathered.crops)       # then a batch is a slice: a view, not a copy
@@ -113,6 +112,12 @@ def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | Non
         n = len(batch_ids)
         batches.append((batch_ids, scores[:n], None if probs is None else probs[:n]))
     return Scoring(gathered, batches, time.perf_counter() - started)
+
+
+@functools.cache
+def _attack_prefixes() -> tuple[str, ...]:
+    """``"<op>-"`` for every adversarial operation: how an attack cell's id ends (asked once per process)."""
+    return tuple(f"{k}-" for k in OPERATIONS.names() if OPERATIONS.get(k).attack is not None)
 
 
 def _attacked(adapter: DetectorAdapter, attacker: Attacker, cell_id: str, sample_id: str, crops: np.ndarray,
