@@ -212,7 +212,7 @@ def test_a_long_chain_label_is_shortened_to_its_preview_tile():
 
 
 def test_one_ffmpeg_process_holds_at_most_eight_encoders():
-    """The `all` suite's 40 encoding cells in one process peaked at 4.9 GB (children's max RSS, 2 demo videos);
+    """The `all` suite's 33 encoders in one ffmpeg process peaked at 4.9 GB (children's max RSS, 2 demo videos);
     with at most 8 encoders per process, 1.5 GB."""
     from dfbench.video import engine
 

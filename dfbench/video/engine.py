@@ -60,7 +60,7 @@ INLINE_GRAPH_MAX = 32_000
 # source once per 128 cells, so that no process holds hundreds of encoders and filter chains at once.
 MAX_BRANCHES = 128
 # Ours: cells with an encode that one ffmpeg process serves (each encoder holds its own frame buffers: measured
-# here at 480p, 130 MB for libx264 to 250 MB for SVT-AV1, and the `all` suite's 40 encoding cells in one process
+# here at 480p, 130 MB for libx264 to 250 MB for SVT-AV1, and the `all` suite's 33 encoders in one ffmpeg process
 # peaked at 4.9 GB). More cells decode their source again, once per 8 encoders: a decode costs less than one
 # encode (9.5 ms against 16-41 ms per 720p frame, benchmarks/ops.py).
 MAX_ENCODERS = 8
