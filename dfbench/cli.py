@@ -284,7 +284,7 @@ def predict(
 
     card = adapter.card
     chosen_finder, notice = choose_finder(finder or "card", card.finder, detector,
-                                          card.crop.whole_frame or faces == "none")
+                                          card.crop.whole_frame or faces == "none", adapter.device)
     if notice:
         err_console.print(f"[cyan]note:[/] {notice}", highlight=False)
     results = predict_paths(adapter, paths, faces=faces, frames=frames, finder=chosen_finder)

@@ -30,7 +30,7 @@ from dfbench.detectors.base import DetectorCard
 from dfbench.errors import ConfigError, DiskSpaceError
 from dfbench.faces import SampleCrops
 from dfbench.faces.cache import FaceCache
-from dfbench.gather import Gatherer, choose_finder
+from dfbench.gather import Decoded, Gatherer, choose_finder
 from dfbench.hashing import stable_hash
 from dfbench.perturbations.adversarial import Attacker, load_surrogate
 from dfbench.provenance import provenance
@@ -96,7 +96,8 @@ def prepare(config: RunConfig) -> Prepared:
         notes.append(f"{config.detector!r} runs with random weights (it ships no demo weights): its scores are "
                      "meaningless, for checking the pipeline only. Pass --weights FILE.")
     card = adapter.card
-    finder, notice = choose_finder(config.finder or suite.finder, card.finder, config.detector, card.crop.whole_frame)
+    finder, notice = choose_finder(config.finder or suite.finder, card.finder, config.detector, card.crop.whole_frame,
+                                   adapter.device)
     if notice:
         notes.append(notice)
     if config.keep_crops and not config.face_cache:
@@ -212,15 +213,16 @@ def resolve_workers(workers: int | None, device: str, n_jobs: int) -> int:
 def _gather_in_workers(prep: Prepared, jobs: list[Job], workdir: Path, workers: int,
                        clock: StageClock) -> Iterator[Rows]:
     """Yield each sample's rows in order, its frames decoded and its faces found in `workers` processes while
-    this one scores the earlier samples; at most `workers + 2` samples are held at a time. Samples whose crops
-    were kept are opened here (memory-mapped) and never reach a worker; the workers start only when a sample
-    needs gathering.
+    this one scores the earlier samples; at most `workers + 2` samples are held at a time. With a device finder
+    (`Gatherer.on_device`) the workers only decode and perturb, and this process finds and cuts each sample's
+    frames on the device before scoring them. Samples whose crops were kept are opened here (memory-mapped) and
+    never reach a worker; the workers start only when a sample needs gathering.
 
     The stage ``wait_for_workers`` is the time this process spent blocked on the next gathered sample (the
     first wait includes starting the workers): where it is large, gathering, not the model, sets the pace."""
     gatherer = prep.gatherer
     pool: ProcessPoolExecutor | None = None
-    pending: deque[Future] = deque()
+    pending: deque[tuple[Future, Path]] = deque()
     queue = iter(jobs)
 
     def submit(n: int) -> None:
@@ -228,24 +230,27 @@ def _gather_in_workers(prep: Prepared, jobs: list[Job], workdir: Path, workers: 
         for sample_id, path, cells in itertools.islice(queue, n):
             kept = gatherer.kept(sample_id, path, cells)
             if kept is not None:                        # memory-mapped: nothing for a worker to do
-                pending.append(_done(kept))
+                pending.append((_done(kept), path))
                 continue
             check_free_space(workdir, prep.config.min_free_bytes)
             if pool is None:                            # started at the first sample that needs one
                 context = multiprocessing.get_context("spawn")   # no fork of a process holding torch threads
                 pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                                            initargs=(max(1, (os.cpu_count() or 2) // workers),))
-            pending.append(pool.submit(gatherer.gather, sample_id, path, cells, workdir))
+            work = gatherer.decode if gatherer.on_device else gatherer.gather   # a device finder runs here
+            pending.append((pool.submit(work, sample_id, path, cells, workdir), path))
 
     previous: scoring.Scoring | None = None
     try:
         submit(workers + 1)
         while pending:
             waited = time.perf_counter()
-            gathered, worker_clock = pending.popleft().result()
+            future, path = pending.popleft()
+            done, worker_clock = future.result()
             clock.add("wait_for_workers", time.perf_counter() - waited, 1)
             submit(1)
             clock.merge(worker_clock)
+            gathered = gatherer.cut(done, path, clock) if isinstance(done, Decoded) else done
             launched = scoring.start(prep.adapter, gathered, prep.config.batch_size, prep.attacker)
             if previous is not None:        # its batches ran on the device while this sample arrived
                 yield sample_rows(prep.suite, previous, clock)
@@ -288,7 +293,8 @@ def score_sample(prep: Prepared, sample_id: str, path: Path, cells: list[Cell], 
     """Score every cell of one sample; media failures become status rows, never exceptions."""
     check_free_space(workdir, prep.config.min_free_bytes)
     gatherer = prep.gatherer
-    gathered, gather_clock = gatherer.kept(sample_id, path, cells) or gatherer.gather(sample_id, path, cells, workdir)
+    gathered, gather_clock = gatherer.kept(sample_id, path, cells) \
+        or gatherer.gather(sample_id, path, cells, workdir, host=False)
     clock.merge(gather_clock)
     launched = scoring.start(prep.adapter, gathered, prep.config.batch_size, prep.attacker)
     return sample_rows(prep.suite, launched, clock)

@@ -49,7 +49,7 @@ def predict_paths(adapter: DetectorAdapter, paths: list[Path], faces: str = "fin
     if faces == "none" or spec.whole_frame:
         chosen: FaceFinder = WholeFrameFinder()
     elif isinstance(finder, str):
-        chosen, notice = choose_finder(finder, adapter.card.finder, adapter.card.key)
+        chosen, notice = choose_finder(finder, adapter.card.finder, adapter.card.key, device=adapter.device)
         if notice:
             log.warning(notice)
     else:

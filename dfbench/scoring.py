@@ -63,7 +63,7 @@ def to_model_input(crops: np.ndarray | torch.Tensor, device: str, pin: bool = Fa
     import torch
 
     batch = torch.from_numpy(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
-    if pin:
+    if pin and batch.device.type == "cpu":          # crops cut on the device are there already
         batch = batch.pin_memory()
     return batch.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
 
@@ -106,12 +106,21 @@ def start(adapter: DetectorAdapter, gathered: SampleCrops, batch_size: int | Non
         crops = gathered.crops[first:first + size] if every else gathered.crops[batch_ids]
         rows = padded_rows(len(batch_ids), size, adapter.device)
         if rows > len(batch_ids):
-            crops = np.concatenate([crops, np.zeros((rows - len(batch_ids), *crops.shape[1:]), crops.dtype)])
+            crops = _padded(crops, rows)
         batch = to_model_input(crops, adapter.device, pin=adapter.device.startswith("cuda"))
         scores, probs = adapter.predict_all(batch, copy_back=False)
         n = len(batch_ids)
         batches.append((batch_ids, scores[:n], None if probs is None else probs[:n]))
     return Scoring(gathered, batches, time.perf_counter() - started)
+
+
+def _padded(crops: Any, rows: int) -> Any:
+    """`crops` (a numpy array or a tensor) with zero crops added up to `rows`."""
+    if isinstance(crops, np.ndarray):
+        return np.concatenate([crops, np.zeros((rows - len(crops), *crops.shape[1:]), crops.dtype)])
+    import torch
+
+    return torch.cat([crops, crops.new_zeros((rows - len(crops), *crops.shape[1:]))])
 
 
 @functools.cache

