@@ -112,15 +112,24 @@ class GpuSampler:
         if self.enabled:
             import threading
 
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
             self._stop = threading.Event()
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+
+                def read() -> int:
+                    return int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except ImportError:         # no NVML bindings: nvidia-smi reads the same counter
+                def read() -> int:
+                    done = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,"
+                                           "nounits", "-i", "0"], capture_output=True, text=True, check=True)
+                    return int(done.stdout.split()[0])
 
             def sample() -> None:
                 while not self._stop.wait(self.period):
-                    self.samples.append(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+                    self.samples.append(read())
 
             self._thread = threading.Thread(target=sample, daemon=True)
             self._thread.start()

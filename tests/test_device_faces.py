@@ -251,3 +251,22 @@ def test_runs_whose_workers_only_decode_score_what_cpu_finding_scores(small_demo
     assert samples >= 4 and (rows(cpu)["status"] == "ok").sum() >= 3 * samples - 2
     assert device.stages["wait_for_workers"]["items"] == samples and device.stages["faces"]["items"] == samples * 3
     assert "cached_crops" in again.stages and "decode_perturb" not in again.stages    # kept: nothing decoded
+
+
+def test_retinaface_searches_a_batch_as_it_searches_each_frame(demo_frames: list[np.ndarray], tmp_path: Path):
+    import cv2
+
+    from dfbench.faces.retinaface import RetinaFaceFinder, build_network
+
+    torch.manual_seed(0)
+    torch.save(build_network().state_dict(), tmp_path / "retinaface.pth")
+    finder = RetinaFaceFinder(tmp_path / "retinaface.pth", max_size=320, confidence=0.4)
+    frames = [f for f in demo_frames if f.shape == (480, 854, 3)][:3]
+    batched = finder.find_many(torch.from_numpy(np.stack(frames)))
+    alone = [finder.find(f) for f in frames]
+    assert sum(map(len, alone)) > 0 and [len(f) for f in batched] == [len(f) for f in alone]
+    for a, b in zip(batched, alone, strict=True):
+        assert np.allclose([(f.x1, f.y1, f.x2, f.y2) for f in a], [(f.x1, f.y1, f.x2, f.y2) for f in b], atol=0.02)
+    # the frame reaches the network resized exactly as cv2.resize resizes it (RetinaFace's CPU path did)
+    ours = crop_uint8(torch.from_numpy(frames[0])[None], [0], [(0, 0, 854, 480)], (180, 320), "linear")[0]
+    assert np.array_equal(ours.numpy(), cv2.resize(frames[0], (320, 180), interpolation=cv2.INTER_LINEAR))

@@ -69,8 +69,9 @@ class DeviceFrames:
         for handle in handles:
             by_group.setdefault(self.where[handle][0], []).append(handle)
         for shape, members in by_group.items():
-            for first in range(0, len(members), FRAMES_PER_BATCH):
-                part = members[first:first + FRAMES_PER_BATCH]
+            step = getattr(finder, "batch_frames", FRAMES_PER_BATCH)
+            for first in range(0, len(members), step):
+                part = members[first:first + step]
                 rows = [self.where[h][1] for h in part]
                 batch = self.groups[shape][rows[0]:rows[-1] + 1] if rows == list(range(rows[0], rows[-1] + 1)) \
                     else self.groups[shape][rows]

@@ -291,9 +291,10 @@ def _area_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weight
 
 
-def crop_uint8(frames: torch.Tensor, which: Sequence[int], boxes: Sequence[Box], size: int,
+def crop_uint8(frames: torch.Tensor, which: Sequence[int], boxes: Sequence[Box], size: int | tuple[int, int],
                mode: str) -> torch.Tensor:
-    """uint8 crops (n x size x size x C) of boxes inside uint8 frames, resized as the CPU crop path resizes them.
+    """uint8 crops (n x rows x cols x C; `size` is both or (rows, cols)) of boxes inside uint8 frames, resized as
+    the CPU path resizes them (`crop.resize_square`, ``cv2.resize``, Pillow's ``Image.resize``).
 
     ``linear`` and ``pil_bilinear`` (the cards' resamplers with fractional weights) are computed in the libraries'
     own fixed point and give the CPU path's pixels exactly: OpenCV's 11-bit coefficients with its vector path's
@@ -301,13 +302,16 @@ def crop_uint8(frames: torch.Tensor, which: Sequence[int], boxes: Sequence[Box],
     resamplers are exact as they are; ``area`` and ``cubic`` use the float matrices (at most one grey level off)."""
     import torch
 
+    rows, cols = (size, size) if isinstance(size, int) else size
     if mode not in ("linear", "pil_bilinear"):
-        return to_uint8(resample_boxes(frames, which, boxes, (size, size), mode))
-    out = torch.empty((len(boxes), size, size, frames.shape[3]), dtype=torch.uint8, device=frames.device)
+        return to_uint8(resample_boxes(frames, which, boxes, (rows, cols), mode))
+    if mode == "pil_bilinear" and rows != cols:
+        raise ConfigError(f"Pillow-exact device crops are square; got a {rows} x {cols} output.")
+    out = torch.empty((len(boxes), rows, cols, frames.shape[3]), dtype=torch.uint8, device=frames.device)
     # Pillow 13 resamples along rows first, except for a box taller than the output and narrow enough (2 w < h +
     # size; found by comparing both orders with Pillow over a grid of sizes, `tests/test_device_faces.py` keeps
     # checking it). The columns-first order runs here as the rows-first order on the transposed frame.
-    columns_first = [mode == "pil_bilinear" and b[3] - b[1] > size and 2 * (b[2] - b[0]) < b[3] - b[1] + size
+    columns_first = [mode == "pil_bilinear" and b[3] - b[1] > rows and 2 * (b[2] - b[0]) < b[3] - b[1] + rows
                      for b in boxes]
     for flipped in (False, True):
         members = [i for i in range(len(boxes)) if columns_first[i] == flipped]
@@ -316,28 +320,29 @@ def crop_uint8(frames: torch.Tensor, which: Sequence[int], boxes: Sequence[Box],
         while start < len(members):          # chunks of about _CHUNK_ELEMENTS gathered values
             end, tally = start, 0
             while end < len(members) and (end == start or tally <= _CHUNK_ELEMENTS):
-                tally += (boxes[members[end]][3] - boxes[members[end]][1]) * size * 8 * frames.shape[3]
+                tally += (boxes[members[end]][3] - boxes[members[end]][1]) * cols * 8 * frames.shape[3]
                 end += 1
             chunk = members[start:end]
             part = [(b[1], b[0], b[3], b[2]) if flipped else b for b in (boxes[i] for i in chunk)]
-            cut = _fixed_point(source, [which[i] for i in chunk], part, size, mode)
+            cut = _fixed_point(source, [which[i] for i in chunk], part, (rows, cols), mode)
             out[torch.as_tensor(chunk, device=frames.device)] = cut.transpose(1, 2) if flipped else cut
             start = end
     return out
 
 
-def _fixed_point(frames: torch.Tensor, which: list[int], boxes: list[Box], size: int, mode: str) -> torch.Tensor:
+def _fixed_point(frames: torch.Tensor, which: list[int], boxes: list[Box], size: tuple[int, int],
+                 mode: str) -> torch.Tensor:
     import torch
 
     taps = _cv2_linear_taps if mode == "linear" else _pil_bilinear_taps
-    x_taps = [taps(b[2] - b[0], size, False) for b in boxes]
-    y_taps = [taps(b[3] - b[1], size, True) for b in boxes]
+    x_taps = [taps(b[2] - b[0], size[1], False) for b in boxes]
+    y_taps = [taps(b[3] - b[1], size[0], True) for b in boxes]
     device = frames.device
 
     def stacked(parts: list[tuple[np.ndarray, np.ndarray]], offsets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         k = max(p[0].shape[1] for p in parts)
-        index = np.zeros((len(parts), size, k), np.int64)
-        weight = np.zeros((len(parts), size, k), np.int64)
+        index = np.zeros((len(parts), parts[0][0].shape[0], k), np.int64)
+        weight = np.zeros(index.shape, np.int64)
         for n, ((i, w), offset) in enumerate(zip(parts, offsets, strict=True)):
             index[n, :, :i.shape[1]], weight[n, :, :w.shape[1]] = i + offset, w
         return torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device)
