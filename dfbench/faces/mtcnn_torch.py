@@ -131,7 +131,9 @@ def build_networks() -> dict[str, Any]:
 
 
 class MTCNNTorchFinder:
-    """The ``mtcnn`` finder on a torch device: same settings and cascade as `finder.MTCNNFinder`, batched.
+    """MTCNN's networks and cascade as torch modules, batched on the run's device (``mtcnn`` on a GPU run).
+
+    The same settings, weights and boxes as `finder.MTCNNFinder`; frames of one size are searched together.
 
     Args:
         max_side, min_face_px, min_confidence: as `finder.MTCNNFinder`.

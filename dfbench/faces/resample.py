@@ -183,22 +183,22 @@ def _resample_chunk(frames: torch.Tensor, which: list[int], boxes: list[Box], si
     import torch
 
     height, width = frames.shape[1], frames.shape[2]
-    h_max = max(b[3] - b[1] for b in boxes)
-    w_max = max(b[2] - b[0] for b in boxes)
+    corners = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    sides = np.stack([corners[:, 3] - corners[:, 1], corners[:, 2] - corners[:, 0]], axis=1)     # h, w
+    h_max, w_max = int(sides[:, 0].max()), int(sides[:, 1].max())
     wy = np.zeros((len(boxes), size[0], h_max), np.float32)
     wx = np.zeros((len(boxes), size[1], w_max), np.float32)
-    row_index = np.zeros((len(boxes), h_max), np.int64)
-    col_index = np.zeros((len(boxes), w_max), np.int64)
-    for k, (x1, y1, x2, y2) in enumerate(boxes):
-        h, w = y2 - y1, x2 - x1
+    shapes, members = np.unique(sides, axis=0, return_inverse=True)
+    for k, (h, w) in enumerate(shapes.tolist()):          # one weight pair per box shape (candidates repeat them)
         shrink = h >= size[0] and w >= size[1]
-        wy[k, :, :h] = axis_weights(h, size[0], mode, shrink)
-        wx[k, :, :w] = axis_weights(w, size[1], mode, shrink)
-        ys, xs = np.arange(y1, y1 + h_max), np.arange(x1, x1 + w_max)
-        wy[k, :, (ys < 0) | (ys >= height)] = 0.0            # outside the frame: black
-        wx[k, :, (xs < 0) | (xs >= width)] = 0.0
-        row_index[k] = np.clip(ys, 0, height - 1)
-        col_index[k] = np.clip(xs, 0, width - 1)
+        chosen = members.reshape(-1) == k
+        wy[chosen, :, :h] = axis_weights(h, size[0], mode, shrink)
+        wx[chosen, :, :w] = axis_weights(w, size[1], mode, shrink)
+    ys = corners[:, 1:2] + np.arange(h_max)
+    xs = corners[:, 0:1] + np.arange(w_max)
+    wy *= ((ys >= 0) & (ys < height))[:, None, :]                  # outside the frame: black
+    wx *= ((xs >= 0) & (xs < width))[:, None, :]
+    row_index, col_index = np.clip(ys, 0, height - 1), np.clip(xs, 0, width - 1)
     device = frames.device
     frame_index = torch.as_tensor(which, device=device)[:, None, None]
     regions = frames[frame_index, torch.as_tensor(row_index, device=device)[:, :, None],
@@ -252,6 +252,7 @@ def area_shrink_uint8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tens
 
 
 def _area_pass(pixels: torch.Tensor, axis: int, n_in: int, n_out: int) -> torch.Tensor:
+    """One axis of `area_shrink_uint8`: the taps added one after another in float32, as OpenCV adds them."""
     import torch
 
     index, weight = _area_taps(n_in, n_out)
@@ -260,7 +261,7 @@ def _area_pass(pixels: torch.Tensor, axis: int, n_in: int, n_out: int) -> torch.
     out = None
     for j in range(index.shape[1]):
         tap = pixels.index_select(axis, torch.as_tensor(index[:, j], device=pixels.device))
-        term = tap * torch.as_tensor(weight[:, j], device=pixels.device).reshape(shape)
+        term = tap.mul_(torch.as_tensor(weight[:, j], device=pixels.device).reshape(shape))
         out = term if out is None else out.add_(term)
     assert out is not None
     return out
