@@ -56,11 +56,14 @@ class DeviceFrames:
             group = groups.setdefault(image.shape, [])
             self.where.append((image.shape, len(group)))
             group.append(image)
-        pin = device.startswith("cuda")
+        # Each frame is copied to the device as it is and stacked there: no host-side stack (a copy of the whole
+        # sample) and no pinning, which for a one-off copy of fresh memory costs more than it saves (ours).
         self.groups: dict[tuple[int, ...], torch.Tensor] = {}
         for shape, members in groups.items():
-            stacked = torch.from_numpy(np.stack(members))
-            self.groups[shape] = (stacked.pin_memory() if pin else stacked).to(device, non_blocking=True)
+            if device == "cpu":
+                self.groups[shape] = torch.from_numpy(np.stack(members))
+            else:
+                self.groups[shape] = torch.stack([torch.from_numpy(m).to(device) for m in members])
 
     def find(self, finder: DeviceFinder, handles: Sequence[int]) -> list[list[Face]]:
         """The faces of each frame in `handles`, searched in batches of frames of one size."""
