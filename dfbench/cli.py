@@ -47,7 +47,8 @@ PrecisionOpt = Annotated[str, typer.Option(
 FinderOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="Face finder: card (the detector's authors' finder where it runs offline, else mtcnn with a notice), "
          "mtcnn, dlib, face_recognition, face_recognition_hog, retinaface (weights: $DFBENCH_RETINAFACE_WEIGHTS), "
-         "or none (inputs are face crops). 'dfbench list finders' says what each is. Default: the suite's (card).")]
+         "or none (inputs are face crops). On a GPU run, mtcnn and retinaface search on the GPU (mtcnn_torch asks "
+         "for that on any device). 'dfbench list finders' says what each is. Default: the suite's (card).")]
 TrustOpt = Annotated[bool, typer.Option(help="Allow checkpoints that need unpickling (can run code from the file).")]
 ByOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="Also every metric per subgroup of this sample column: method (FF++'s manipulation, built in), group, "
@@ -200,7 +201,8 @@ def run(
         console.print(escape(f"{prep.config.detector} [{prep.adapter.weights_label}] on {prep.dataset.name}: ")
                       + f"{len(prep.dataset)} samples x {len(prep.suite.cells)} cells of '{prep.suite.name}', "
                       f"{prep.suite.frames.per_video} frames each, faces {prep.suite.faces} "
-                      f"({prep.gatherer.finder.name}), video rule {prep.provenance['protocol']['aggregation']}; "
+                      f"({_finder_label(prep.gatherer.finder)}), "
+                      f"video rule {prep.provenance['protocol']['aggregation']}; "
                       f"device {prep.adapter.device}, {prep.adapter.precision}", highlight=False)
         progress.start()
 
@@ -531,6 +533,13 @@ def score_cmd(
                   highlight=False)
     _write_leaderboard(results, out, wide, threshold, calibration, ci,
                        ("frame", "suite") if len(results.frames) else ("suite",), by)
+
+
+def _finder_label(finder) -> str:
+    """The finder's name, with where it runs when that is a torch device (``mtcnn, torch on cuda:0``)."""
+    if callable(getattr(finder, "where", None)):
+        return f"{finder.name}, torch on {finder.where()}"
+    return finder.name
 
 
 def _warn(line: str) -> None:

@@ -232,6 +232,9 @@ def test_mtcnn_on_a_gpu_run_is_the_torch_implementation_and_in_the_identity():
     assert on_gpu.describe() == {**on_cpu.describe(), "implementation": "torch"}
     if not torch.cuda.is_available():
         assert on_gpu.where() == "cpu"      # a gather task without the GPU runs it on its CPU
+    from dfbench.cli import _finder_label  # what `dfbench run` prints before it starts
+
+    assert _finder_label(asked) == "mtcnn, torch on cpu" and _finder_label(on_cpu) == "mtcnn"
 
 
 def _config(manifest: Path, out: Path, finder: str, workers: int, keep: bool = False) -> RunConfig:
