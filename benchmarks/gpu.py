@@ -16,7 +16,8 @@ Parts (``--parts``, all by default, in this order so that the cheap ones land fi
   every 50 ms (NVML) over the run; then ``kept``: a second run from the first one's kept crops (scoring only),
   with its utilisation (the issue's target: at least 80 %).
 
-Writes benchmarks/results/gpu-<videos>x<seconds>s.json (with ``--out``, there).
+Writes benchmarks/results/gpu-<videos>x<seconds>s.json (with ``--out``, there). ``--photos --parts
+finder,adapters`` needs no ffmpeg (a GPU image without it): the finder's frames are made from the demo photos.
 """
 
 from __future__ import annotations
@@ -41,12 +42,8 @@ import stages  # noqa: E402  (the benchmark set, the child run and the GPU sampl
 PARTS = ("finder", "adapters", "floor", "e2e")
 
 
-def finder_rate(manifest: Path, frames: int, n_frames: int, device: str) -> dict:
-    """The device finder's and the CPU finder's frames per second on sampled frames of the set."""
-    import torch
-
-    from dfbench.faces.finder import MTCNNFinder
-    from dfbench.faces.mtcnn_torch import MTCNNTorchFinder
+def set_frames(manifest: Path, frames: int, n_frames: int) -> list[np.ndarray]:
+    """Sampled clean frames of the benchmark set (ffmpeg decodes them)."""
     from dfbench.video.engine import CellPlan, SampledFrame, sample_frames
     from dfbench.video.probe import probe_video, sample_indices
 
@@ -57,7 +54,38 @@ def finder_rate(manifest: Path, frames: int, n_frames: int, device: str) -> dict
                    if isinstance(e, SampledFrame)]
         if len(images) >= n_frames:
             break
-    images = images[:n_frames]
+    return images[:n_frames]
+
+
+def photo_frames(n_frames: int) -> list[np.ndarray]:
+    """1280 x 720 frames made from the demo set's two photos at several sizes and places, with no ffmpeg (for a
+    machine without it: the finder's rate does not depend on where the frames came from)."""
+    import cv2
+
+    from dfbench.data.demo import _photos
+
+    photos = [p.image for p in _photos()]
+    rng = np.random.default_rng(0)
+    images = []
+    for k in range(n_frames):
+        canvas = np.full((720, 1280, 3), 40 + 8 * (k % 20), np.uint8)
+        photo = photos[k % len(photos)]
+        side = int(rng.integers(240, 700))
+        scaled = cv2.resize(photo, (side * photo.shape[1] // photo.shape[0], side), interpolation=cv2.INTER_AREA)
+        scaled = scaled[:720, :1280]
+        y, x = int(rng.integers(0, 721 - scaled.shape[0])), int(rng.integers(0, 1281 - scaled.shape[1]))
+        canvas[y:y + scaled.shape[0], x:x + scaled.shape[1]] = scaled
+        images.append(canvas)
+    return images
+
+
+def finder_rate(images: list[np.ndarray], device: str) -> dict:
+    """The device finder's and the CPU finder's frames per second on `images`, and how many frames agree."""
+    import torch
+
+    from dfbench.faces.finder import MTCNNFinder
+    from dfbench.faces.mtcnn_torch import MTCNNTorchFinder
+
     finder = MTCNNTorchFinder(device=device)
     batch = torch.from_numpy(np.stack(images)).to(device)
     finder.find_many(batch[:min(32, len(images))])            # warm-up: networks to the device, cuDNN plans
@@ -75,7 +103,8 @@ def finder_rate(manifest: Path, frames: int, n_frames: int, device: str) -> dict
     same = sum(len(a) == len(b) for a, b in zip(expected, found, strict=True))
     return {"frames": len(images), "frame_size": list(images[0].shape[1::-1]), "device": device,
             "device_fps": round(len(images) / float(np.median(times)), 1),
-            "cpu_fps": round(len(images) / cpu_seconds, 1), "frames_with_same_face_count": same}
+            "cpu_fps": round(len(images) / cpu_seconds, 1), "frames_with_same_face_count": same,
+            "faces_found": sum(map(len, found))}
 
 
 def adapter_rates(keys: list[str], batches: list[int], precisions: list[str], device: str) -> list[dict]:
@@ -145,6 +174,8 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--finder-frames", type=int, default=256)
     parser.add_argument("--out", type=Path, default=None, help="the JSON file (default: benchmarks/results/)")
+    parser.add_argument("--photos", action="store_true",
+                        help="no ffmpeg: frames for the finder made from the demo photos (parts finder, adapters)")
     args = parser.parse_args()
     parts = args.parts.split(",")
     from dfbench.detectors import DETECTORS
@@ -162,21 +193,28 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="dfbench-gpu-") as tmp:
         folder = Path(tmp)
-        started = time.perf_counter()
-        manifest = stages.build_set(folder, args.videos, args.seconds)
-        report["build_set_s"] = round(time.perf_counter() - started, 1)
+        manifest = None
+        if args.photos and set(parts) - {"finder", "adapters"}:
+            parser.error("--photos serves the parts that need no ffmpeg: finder and adapters.")
+        if not args.photos:
+            started = time.perf_counter()
+            manifest = stages.build_set(folder, args.videos, args.seconds)
+            report["build_set_s"] = round(time.perf_counter() - started, 1)
         if "finder" in parts:
-            report["finder"] = finder_rate(manifest, args.frames, args.finder_frames, args.device)
+            images = photo_frames(args.finder_frames) if manifest is None else \
+                set_frames(manifest, args.frames, args.finder_frames)
+            report["finder"] = {**finder_rate(images, args.device), "frames_from": "photos" if manifest is None
+                                else "benchmark set"}
             save()
         if "adapters" in parts:
             keys = args.keys.split(",") if args.keys else DETECTORS.names()
             report["adapters"] = adapter_rates(keys, [int(b) for b in args.batches.split(",")],
                                                args.precisions.split(","), args.device)
             save()
-        if "floor" in parts:
+        if "floor" in parts and manifest is not None:
             report["decode_encode_floor"] = floor(manifest, args.frames, max(1, workers), args.suite)
             save()
-        if "e2e" in parts:
+        if "e2e" in parts and manifest is not None:
             report["e2e"] = end_to_end(manifest, args.frames, folder, args.suite)
             full, floor_s = report["e2e"]["full"]["seconds"], report.get("decode_encode_floor", {}).get("wall_s")
             if floor_s:

@@ -302,3 +302,20 @@ def test_mtcnn_pyramid_shrinks_frames_to_opencvs_exact_grey_levels():
     image = cv2.GaussianBlur(rng.integers(0, 256, (480, 854, 3), dtype=np.uint8), (0, 0), 1.5)
     plain = to_uint8(resample_boxes(torch.from_numpy(image)[None], [0], [(0, 0, 854, 480)], (360, 640), "area"))
     assert not np.array_equal(plain[0].numpy(), cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA))
+
+
+@pytest.mark.slow
+def test_the_prepared_gpu_benchmark_runs_its_ffmpeg_free_parts(tmp_path: Path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "gpu.json"
+    script = Path(__file__).parent.parent / "benchmarks" / "gpu.py"
+    subprocess.run([sys.executable, str(script), "--device", "cpu", "--photos", "--parts", "finder,adapters",
+                    "--keys", "meso4", "--batches", "1,2", "--precisions", "fp32", "--finder-frames", "4",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["finder"]["frames_from"] == "photos" and report["finder"]["faces_found"] >= 4
+    assert report["finder"]["frames_with_same_face_count"] == 4 and report["finder"]["device_fps"] > 0
+    assert report["adapters"][0]["adapter"] == "meso4" and report["adapters"][0]["img_s_fp32_b2"] > 0
