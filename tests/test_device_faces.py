@@ -95,6 +95,13 @@ def test_device_mtcnn_finds_the_cpu_finders_boxes_on_demo_frames(demo_frames: li
     assert any(len(e) != len(f) for e, f in zip(expected[:24], swapped, strict=True)) or min(moved) < 0.95
     confidences = [face.confidence for faces in found for face in faces]
     assert all(0.9 <= c <= 1.0 for c in confidences)
+    # the five keypoints (O-Net's) are the CPU finder's too, and sit on the face: eyes above the mouth corners
+    pairs = [(a, b) for e, f in zip(expected, found, strict=True) for a, b in zip(e, f, strict=True)]
+    assert all(a.keypoints == b.keypoints and len(b.keypoints) == 5 for a, b in pairs)
+    for _, face in pairs:
+        (lx, ly), (rx, ry), _, (mlx, mly), (mrx, mry) = face.keypoints
+        assert lx < rx and mlx < mrx and max(ly, ry) < min(mly, mry)
+        assert all(face.x1 <= x <= face.x2 and face.y1 <= y <= face.y2 for x, y in face.keypoints)
 
 
 def test_device_mtcnn_batches_frames_of_several_sizes_like_single_frames(demo_frames: list[np.ndarray]):
@@ -280,6 +287,8 @@ def test_retinaface_searches_a_batch_as_it_searches_each_frame(demo_frames: list
     assert sum(map(len, alone)) > 0 and [len(f) for f in batched] == [len(f) for f in alone]
     for a, b in zip(batched, alone, strict=True):
         assert np.allclose([(f.x1, f.y1, f.x2, f.y2) for f in a], [(f.x1, f.y1, f.x2, f.y2) for f in b], atol=0.02)
+        assert np.allclose([f.keypoints for f in a], [f.keypoints for f in b], atol=0.02)
+        assert all(f.keypoints is not None and len(f.keypoints) == 5 for f in a)
     # the frame reaches the network resized exactly as cv2.resize resizes it (RetinaFace's CPU path did)
     ours = crop_uint8(torch.from_numpy(frames[0])[None], [0], [(0, 0, 854, 480)], (180, 320), "linear")[0]
     assert np.array_equal(ours.numpy(), cv2.resize(frames[0], (320, 180), interpolation=cv2.INTER_LINEAR))
@@ -319,3 +328,14 @@ def test_the_prepared_gpu_benchmark_runs_its_ffmpeg_free_parts(tmp_path: Path):
     assert report["finder"]["frames_from"] == "photos" and report["finder"]["faces_found"] >= 4
     assert report["finder"]["frames_with_same_face_count"] == 4 and report["finder"]["device_fps"] > 0
     assert report["adapters"][0]["adapter"] == "meso4" and report["adapters"][0]["img_s_fp32_b2"] > 0
+
+
+def test_the_face_cache_keeps_keypoints_and_reads_rows_written_before_them():
+    from dfbench.faces.cache import _face, _row
+
+    both = Face(1.0, 2.0, 30.0, 40.0, 0.9, tuple((float(i), float(i)) for i in range(68)),
+                ((5.0, 6.0), (7.0, 6.0), (6.0, 8.0), (5.0, 10.0), (7.0, 10.0)))
+    keypoints_only = Face(1.0, 2.0, 30.0, 40.0, 0.9, keypoints=both.keypoints)
+    for face in (both, keypoints_only, Face(1.0, 2.0, 30.0, 40.0, 0.9)):
+        assert _face(_row(face)) == face
+    assert _face([1, 2, 30, 40, 0.9, [[0, 0]] * 68]).keypoints is None      # a row of an earlier cache

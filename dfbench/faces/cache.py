@@ -144,15 +144,21 @@ class FaceCache:
 
 
 def _row(face: Face) -> list:
-    """A face as JSON: its box and confidence, then its landmarks where it has them."""
-    box = [face.x1, face.y1, face.x2, face.y2, face.confidence]
-    return box if face.landmarks is None else [*box, [list(p) for p in face.landmarks]]
+    """A face as JSON: its box and confidence, then its landmarks (or null) and five keypoints where it has them."""
+    row: list = [face.x1, face.y1, face.x2, face.y2, face.confidence]
+    if face.landmarks is not None or face.keypoints is not None:
+        row.append(None if face.landmarks is None else [list(p) for p in face.landmarks])
+    if face.keypoints is not None:
+        row.append([list(p) for p in face.keypoints])
+    return row
 
 
 def _face(row: list) -> Face:
-    landmarks = tuple((float(x), float(y)) for x, y in row[5]) if len(row) > 5 else None
+    def points(at: int) -> tuple[tuple[float, float], ...] | None:
+        return tuple((float(x), float(y)) for x, y in row[at]) if len(row) > at and row[at] is not None else None
+
     x1, y1, x2, y2, confidence = (float(v) for v in row[:5])
-    return Face(x1, y1, x2, y2, confidence, landmarks)
+    return Face(x1, y1, x2, y2, confidence, points(5), points(6))
 
 
 def _atomic_write(target: Path, write: Callable[[BinaryIO], object]) -> None:

