@@ -26,7 +26,7 @@ import numpy as np
 
 from dfbench.errors import ConfigError
 from dfbench.faces.face import Face
-from dfbench.faces.resample import area_shrink_uint8, exact_float32, resample_boxes
+from dfbench.faces.resample import area_shrink_uint8, exact_float32, resample_boxes, usable_device
 
 if TYPE_CHECKING:
     import torch
@@ -161,9 +161,7 @@ class MTCNNTorchFinder:
 
     def where(self) -> str:
         """The device the networks run on in this process."""
-        import torch
-
-        return self.device if not self.device.startswith("cuda") or torch.cuda.is_available() else "cpu"
+        return usable_device(self.device)
 
     def networks(self) -> dict[str, Any]:
         if self._nets is None:

@@ -207,6 +207,14 @@ def _resample_chunk(frames: torch.Tensor, which: list[int], boxes: list[Box], si
     return torch.einsum("ntw,nswc->nstc", torch.as_tensor(wx, device=device), by_rows)
 
 
+def usable_device(device: str) -> str:
+    """`device` where this process can use it; a CUDA device asked for in a process without one (a Ray gather task
+    on a CPU node, a worker) is the CPU."""
+    import torch
+
+    return device if not device.startswith("cuda") or torch.cuda.is_available() else "cpu"
+
+
 def to_uint8(resampled: torch.Tensor) -> torch.Tensor:
     """Float pixels rounded to the nearest grey level and kept in 0-255, as uint8."""
     import torch

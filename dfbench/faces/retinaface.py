@@ -183,10 +183,10 @@ class RetinaFaceFinder:
         return self._model
 
     def where(self) -> str:
-        """The device the network runs on in this process (a CUDA device asked for where there is none: the CPU)."""
-        import torch
+        """The device the network runs on in this process (`resample.usable_device`)."""
+        from dfbench.faces.resample import usable_device
 
-        return self.device if not self.device.startswith("cuda") or torch.cuda.is_available() else "cpu"
+        return usable_device(self.device)
 
     def find(self, frame: np.ndarray) -> list[Face]:
         """Faces in one uint8 RGB frame (the `FaceFinder` protocol)."""
