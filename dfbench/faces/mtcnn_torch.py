@@ -323,8 +323,11 @@ def _refined(net: Any, frames: torch.Tensor, boxes: np.ndarray, size: int, thres
     regions = [(int(x), int(y), int(x) + int(w), int(y) + int(h)) for (x, y), (w, h) in zip(corners, side,
                                                                                             strict=True)]
     cut = resample_boxes(frames, boxes[:, 0].astype(np.int64).tolist(), regions, (size, size), "area")
-    outputs = [o.cpu().numpy().astype(np.float64) for o in net(_normalised(cut))]
-    regression, score = outputs[0], torch.softmax(torch.from_numpy(outputs[-1]), 1)[:, 1].numpy()
+    logits = net(_normalised(cut))
+    outputs = [o.cpu().numpy().astype(np.float64) for o in logits]
+    # the softmax in float32, as OpenCV's layer computes it: near 1 its steps are 6e-8 wide, and which of two
+    # near-certain boxes survives the suppression depends on them
+    regression, score = outputs[0], torch.softmax(logits[-1].float(), 1)[:, 1].cpu().numpy().astype(np.float64)
     passed = score > threshold
     boxes, regression, score = boxes[passed], regression[passed], score[passed]
     points = None
