@@ -20,6 +20,7 @@ class DeviceFinder(Protocol):
     """A finder that searches batches of frames already on a torch device (`FaceFinder` besides)."""
 
     name: str
+    batch_frames: int       # frames searched per call
 
     def find_many(self, frames: torch.Tensor) -> list[list[Face]]:
         """Faces in each of B frames (B x H x W x 3 uint8, on the device), most confident first."""
@@ -36,9 +37,6 @@ class DeviceFinder(Protocol):
 def is_device_finder(finder: object) -> bool:
     """Whether `finder` searches on a torch device (then workers only decode, and this process finds and cuts)."""
     return callable(getattr(finder, "find_many", None)) and callable(getattr(finder, "where", None))
-
-
-FRAMES_PER_BATCH = 32       # ours: frames searched per finder call (see mtcnn_torch.FRAMES_PER_CALL)
 
 
 class DeviceFrames:
@@ -72,7 +70,7 @@ class DeviceFrames:
         for handle in handles:
             by_group.setdefault(self.where[handle][0], []).append(handle)
         for shape, members in by_group.items():
-            step = getattr(finder, "batch_frames", FRAMES_PER_BATCH)
+            step = finder.batch_frames
             for first in range(0, len(members), step):
                 part = members[first:first + step]
                 rows = [self.where[h][1] for h in part]

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 SCALE_FACTOR = 0.709
 THRESHOLDS = (0.6, 0.7, 0.7)
 STRIDE, CELL = 2, 12
-FRAMES_PER_CALL = 32          # ours: frames per P-Net batch (memory: 32 x 640 x 360 x 3 floats per level, ~88 MB)
 
 
 def onnx_folder() -> Path:
@@ -143,6 +142,7 @@ class MTCNNTorchFinder:
 
     name = "mtcnn"
     implementation = "torch"
+    batch_frames = 32       # ours: frames per call (memory: 32 x 640 x 360 x 3 floats per pyramid level, ~88 MB)
 
     def __init__(self, max_side: int = 640, min_face_px: int = 40, min_confidence: float = 0.9,
                  device: str = "cpu") -> None:
@@ -184,8 +184,8 @@ class MTCNNTorchFinder:
         for i, frame in enumerate(frames):
             groups.setdefault(frame.shape, []).append(i)
         for members in groups.values():
-            for first in range(0, len(members), FRAMES_PER_CALL):
-                part = members[first:first + FRAMES_PER_CALL]
+            for first in range(0, len(members), self.batch_frames):
+                part = members[first:first + self.batch_frames]
                 batch = torch.from_numpy(np.stack([frames[i] for i in part])).to(self.where())
                 for i, faces in zip(part, self._find_batch(batch), strict=True):
                     found[i] = faces
