@@ -89,12 +89,26 @@ def crop_box(face: Face, width: int, height: int, spec: CropSpec) -> tuple[int, 
     return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
 
 
+def crop_rect(face: Face, width: int, height: int, spec: CropSpec) -> tuple[int, int, int, int] | None:
+    """The rectangle `spec` cuts around `face` in a `width` x `height` frame (the whole frame for whole-frame
+    specs), or None where it cuts MesoNet's aligned square instead (`aligned_crop`: a turned square)."""
+    if spec.aligned and face.landmarks is not None and not spec.whole_frame:
+        return None
+    return (0, 0, width, height) if spec.whole_frame else crop_box(face, width, height, spec)
+
+
+def aligned_face(frame: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
+    """MesoNet's aligned crop of `face` (which has landmarks), resized to ``spec.size``."""
+    assert face.landmarks is not None
+    return resize_square(aligned_crop(frame, face.landmarks, spec.scale), spec.size, spec.interpolation)
+
+
 def crop_face(frame: np.ndarray, face: Face, spec: CropSpec) -> np.ndarray:
     """Cut `face` out of `frame` (uint8 RGB) and resize it to ``spec.size``; returns uint8 RGB, size x size x 3."""
-    height, width = frame.shape[:2]
-    if spec.aligned and face.landmarks is not None and not spec.whole_frame:
-        return resize_square(aligned_crop(frame, face.landmarks, spec.scale), spec.size, spec.interpolation)
-    x1, y1, x2, y2 = (0, 0, width, height) if spec.whole_frame else crop_box(face, width, height, spec)
+    rect = crop_rect(face, frame.shape[1], frame.shape[0], spec)
+    if rect is None:
+        return aligned_face(frame, face, spec)
+    x1, y1, x2, y2 = rect
     return resize_square(frame[y1:y2, x1:x2], spec.size, spec.interpolation)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from dfbench.faces.crop import CropSpec, aligned_crop, crop_box, resize_square
+from dfbench.faces.crop import CropSpec, aligned_face, crop_rect
 from dfbench.faces.face import Face
 from dfbench.faces.resample import crop_uint8, exact_float32
 
@@ -48,11 +48,11 @@ class DeviceFrames:
         import torch
 
         self.device = device
-        self.where: list[tuple[tuple[int, ...], int]] = []
+        self.slots: list[tuple[tuple[int, ...], int]] = []        # handle -> (frame size, row in its tensor)
         groups: dict[tuple[int, ...], list[np.ndarray]] = {}
         for image in images:
             group = groups.setdefault(image.shape, [])
-            self.where.append((image.shape, len(group)))
+            self.slots.append((image.shape, len(group)))
             group.append(image)
         # Each frame is copied to the device as it is and stacked there: no host-side stack (a copy of the whole
         # sample) and no pinning, which for a one-off copy of fresh memory costs more than it saves (ours).
@@ -68,12 +68,12 @@ class DeviceFrames:
         found: dict[int, list[Face]] = {}
         by_group: dict[tuple[int, ...], list[int]] = {}
         for handle in handles:
-            by_group.setdefault(self.where[handle][0], []).append(handle)
+            by_group.setdefault(self.slots[handle][0], []).append(handle)
         for shape, members in by_group.items():
             step = finder.batch_frames
             for first in range(0, len(members), step):
                 part = members[first:first + step]
-                rows = [self.where[h][1] for h in part]
+                rows = [self.slots[h][1] for h in part]
                 batch = self.groups[shape][rows[0]:rows[-1] + 1] if rows == list(range(rows[0], rows[-1] + 1)) \
                     else self.groups[shape][rows]
                 found.update(zip(part, finder.find_many(batch), strict=True))
@@ -86,22 +86,18 @@ class DeviceFrames:
         import torch
 
         out = torch.empty((len(pending), spec.size, spec.size, 3), dtype=torch.uint8, device=self.device)
-        by_group: dict[tuple[int, ...], list[int]] = {}
+        by_group: dict[tuple[int, ...], list[tuple[int, int, tuple[int, int, int, int]]]] = {}
         for k, (handle, face) in enumerate(pending):
-            shape, row = self.where[int(handle)]       # type: ignore[call-overload]
-            if spec.aligned and face.landmarks is not None and not spec.whole_frame:
-                image = self.groups[shape][row].cpu().numpy()
-                aligned = resize_square(aligned_crop(image, face.landmarks, spec.scale), spec.size,
-                                        spec.interpolation)
+            shape, row = self.slots[int(handle)]       # type: ignore[call-overload]
+            rect = crop_rect(face, shape[1], shape[0], spec)
+            if rect is None:
+                aligned = aligned_face(self.groups[shape][row].cpu().numpy(), face, spec)
                 out[k] = torch.from_numpy(aligned).to(self.device)
-                continue
-            by_group.setdefault(shape, []).append(k)
+            else:
+                by_group.setdefault(shape, []).append((k, row, rect))
         with exact_float32():
             for shape, members in by_group.items():
-                height, width = shape[0], shape[1]
-                rows = [self.where[int(pending[k][0])][1] for k in members]   # type: ignore[call-overload]
-                boxes = [(0, 0, width, height) if spec.whole_frame else crop_box(pending[k][1], width, height, spec)
-                         for k in members]
-                cut = crop_uint8(self.groups[shape], rows, boxes, spec.size, spec.interpolation)
-                out[torch.as_tensor(members, device=self.device)] = cut
+                cut = crop_uint8(self.groups[shape], [m[1] for m in members], [m[2] for m in members], spec.size,
+                                 spec.interpolation)
+                out[torch.as_tensor([m[0] for m in members], device=self.device)] = cut
         return out
